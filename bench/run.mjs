@@ -44,5 +44,8 @@ for (const file of files) {
 }
 if (only.length === 0) {
   const index = ran.map((r) => `- [${r.title}](./${r.name}.md)`).join('\n');
-  await writeFile(join(resultsDir, 'README.md'), `# Benchmark results\n\nProduced by \`npm run bench\`.\n\n${index}\n`);
+  await writeFile(
+    join(resultsDir, 'README.md'),
+    `# Benchmark results\n\nProduced by \`npm run bench\`.\n\n${index}\n`,
+  );
 }

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { TierError, abortError, throwIfAborted } from './errors.js';
+import { abortError, TierError, throwIfAborted } from './errors.js';
 import type { WriteData } from './tier.js';
 
 /** Collects write data into one buffer, checking an expected size if given. */
@@ -31,16 +31,20 @@ export async function collectBytes(
 
 export function checkSize(actual: number, expected: number | undefined, key?: string): void {
   if (expected !== undefined && actual !== expected) {
-    throw new TierError('INTEGRITY', `write of ${actual} bytes does not match the declared size ${expected}`, {
-      key,
-      retryable: false,
-      details: { actual, expected },
-    });
+    throw new TierError(
+      'INTEGRITY',
+      `write of ${actual} bytes does not match the declared size ${expected}`,
+      {
+        key,
+        retryable: false,
+        details: { actual, expected },
+      },
+    );
   }
 }
 
+/** Concatenates into a fresh, plain Uint8Array (never a view of a chunk, never a Buffer). */
 export function concat(chunks: readonly Uint8Array[], total?: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!;
   const size = total ?? chunks.reduce((n, c) => n + c.byteLength, 0);
   const out = new Uint8Array(size);
   let at = 0;

@@ -81,7 +81,10 @@ export function abortError(signal: AbortSignal | undefined, key?: string): TierE
  * Maps a Node.js system error (ENOENT, ENOSPC, …) to a TierError so callers see
  * one error type whatever the tier.
  */
-export function fromSystemError(err: unknown, context: { key?: string; tier?: string; op: string }): TierError {
+export function fromSystemError(
+  err: unknown,
+  context: { key?: string; tier?: string; op: string },
+): TierError {
   if (isTierError(err)) return err;
   const e = err as NodeJS.ErrnoException;
   const where = context.key ? ` '${context.key}'` : '';

@@ -43,7 +43,8 @@ export function isValidKey(key: unknown): key is string {
 export function assertKey(key: unknown, tier?: string): asserts key is string {
   const problem = keyProblem(key);
   if (problem !== undefined) {
-    const shown = typeof key === 'string' ? JSON.stringify(key.length > 80 ? `${key.slice(0, 80)}…` : key) : typeof key;
+    const shown =
+      typeof key === 'string' ? JSON.stringify(key.length > 80 ? `${key.slice(0, 80)}…` : key) : typeof key;
     throw new TierError('INVALID_KEY', `invalid key ${shown}: ${problem}`, { tier, retryable: false });
   }
 }

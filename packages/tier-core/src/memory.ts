@@ -67,7 +67,9 @@ export class MemoryTier implements Tier {
     this.#policy = options.policy ?? new MapLruPolicy({ clock: this.#clock });
     const max = options.maxBytes ?? Number.POSITIVE_INFINITY;
     if (!(max >= 0)) {
-      throw new TierError('INVALID_ARGUMENT', `maxBytes must be ≥ 0, got ${options.maxBytes}`, { retryable: false });
+      throw new TierError('INVALID_ARGUMENT', `maxBytes must be ≥ 0, got ${options.maxBytes}`, {
+        retryable: false,
+      });
     }
     this.#maxBytes = max;
   }
@@ -87,7 +89,8 @@ export class MemoryTier implements Tier {
     if (!e) return undefined;
     const r = resolveRange(options?.range, e.bytes.byteLength, key);
     this.#policy.touch(key, this.#clock());
-    return e.bytes.slice(r.offset, r.offset + r.length);
+    // A copy the caller owns (Uint8Array's slice copies; Buffer's would not).
+    return new Uint8Array(e.bytes.subarray(r.offset, r.offset + r.length));
   }
 
   async readInto(key: string, target: Uint8Array, options?: ReadIntoOptions): Promise<number | undefined> {
@@ -167,20 +170,24 @@ export class MemoryTier implements Tier {
   #makeRoom(needed: number, exceptKey: string): void {
     const over = this.#policy.totalBytes + needed - this.#maxBytes;
     if (over <= 0) return;
-    let freed = 0;
-    for (const victim of this.#policy.victims(over + 0)) {
-      if (victim === exceptKey) continue;
-      freed += this.#entries.get(victim)?.bytes.byteLength ?? 0;
+    // Choose every victim before dropping any: a write that cannot fit must not
+    // cost the tier entries it keeps.
+    const victims = this.#policy.victims(over).filter((k) => k !== exceptKey);
+    const freeable = victims.reduce((n, k) => n + (this.#entries.get(k)?.bytes.byteLength ?? 0), 0);
+    if (freeable < over) {
+      throw new TierError(
+        'CAPACITY',
+        `memory tier is full: ${over - freeable} bytes could not be freed (pinned)`,
+        {
+          key: exceptKey,
+          tier: this.name,
+          retryable: false,
+        },
+      );
+    }
+    for (const victim of victims) {
       this.#entries.delete(victim);
       this.#policy.remove(victim);
-      if (freed >= over) break;
-    }
-    if (freed < over) {
-      throw new TierError('CAPACITY', `memory tier is full: ${over - freed} bytes could not be freed (pinned)`, {
-        key: exceptKey,
-        tier: this.name,
-        retryable: false,
-      });
     }
   }
 

@@ -1,1 +1,8 @@
-export {};
+export {
+  type ConformanceOptions,
+  type ConformanceSubject,
+  HOSTILE_KEYS,
+  patternBytes,
+  runTierConformance,
+  type TestApi,
+} from './conformance.js';

@@ -1,0 +1,470 @@
+/**
+ * A stack is tiers ordered fast-to-slow, the last one the origin. It reads
+ * through (top first), promotes what it found into the tiers above, validates
+ * cached copies against the origin, and is itself a Tier, so stacks nest.
+ */
+import type { Readable } from 'node:stream';
+import { isTierError, TierError, throwIfAborted } from './errors.js';
+import { assertKey } from './keys.js';
+import type {
+  ListOptions,
+  ObjectMeta,
+  OpOptions,
+  ReadIntoOptions,
+  ReadOptions,
+  SourceMeta,
+  Tier,
+  TierCapability,
+  WriteData,
+  WriteOptions,
+} from './tier.js';
+import { TIER_SPEC } from './tier.js';
+
+/**
+ * When cached copies are checked against the origin (size and ETag):
+ * - `never`: a cached copy is trusted (immutable origins, offline use);
+ * - `first-open`: once per key per stack instance (the default);
+ * - `{ ttlMs }`: again when the last check is older than `ttlMs`.
+ */
+export type ValidateMode = 'never' | 'first-open' | { readonly ttlMs: number };
+
+export interface StackOptions {
+  readonly name?: string;
+  /** `through`: writes go to the origin, then to every cache tier; `around`: to the origin only (caches are invalidated). */
+  readonly writeMode?: 'through' | 'around';
+  readonly validate?: ValidateMode;
+  /** Copy what is read from a lower tier into the tiers above (default true). */
+  readonly promote?: boolean;
+  /** Serve a cached copy when the origin cannot be reached to validate it (default false). */
+  readonly staleIfError?: boolean;
+  /** `close()` closes the tiers too (default true). */
+  readonly closeTiers?: boolean;
+  readonly clock?: () => number;
+  /** Told of failures the stack absorbs (a promotion that did not fit, a stale entry it could not drop). */
+  readonly onWarning?: (warning: { key: string; tier: string; op: string; error: unknown }) => void;
+}
+
+interface ResolvedStackOptions {
+  writeMode: 'through' | 'around';
+  validate: ValidateMode;
+  promote: boolean;
+  staleIfError: boolean;
+  closeTiers: boolean;
+  clock: () => number;
+  onWarning?: StackOptions['onWarning'];
+}
+
+/** What a stack has done since it was built. */
+export interface StackStats {
+  /** Reads served, by the name of the tier that held the object. */
+  readonly hitsByTier: Readonly<Record<string, number>>;
+  /** Bytes served, by tier. */
+  readonly bytesByTier: Readonly<Record<string, number>>;
+  readonly misses: number;
+  readonly promotions: number;
+  readonly promotionFailures: number;
+  readonly validations: number;
+  readonly invalidations: number;
+}
+
+function resolveOptions(options: StackOptions): ResolvedStackOptions {
+  const validate = options.validate ?? 'first-open';
+  if (
+    validate !== 'never' &&
+    validate !== 'first-open' &&
+    !(typeof validate === 'object' && Number.isFinite(validate.ttlMs) && validate.ttlMs >= 0)
+  ) {
+    throw new TierError('INVALID_ARGUMENT', `validate must be 'never', 'first-open' or { ttlMs ≥ 0 }`, {
+      retryable: false,
+    });
+  }
+  const writeMode = options.writeMode ?? 'through';
+  if (writeMode !== 'through' && writeMode !== 'around') {
+    throw new TierError('INVALID_ARGUMENT', `writeMode must be 'through' or 'around', got '${writeMode}'`, {
+      retryable: false,
+    });
+  }
+  return {
+    writeMode,
+    validate,
+    promote: options.promote ?? true,
+    staleIfError: options.staleIfError ?? false,
+    closeTiers: options.closeTiers ?? true,
+    clock: options.clock ?? Date.now,
+    onWarning: options.onWarning,
+  };
+}
+
+/** Does a cached copy still match the origin? A copy of unknown provenance does not. */
+export function matchesSource(cached: ObjectMeta, origin: ObjectMeta | SourceMeta): boolean {
+  const src = cached.source;
+  if (!src) return false;
+  if (src.size !== origin.size || cached.size !== origin.size) return false;
+  if (src.etag !== undefined && origin.etag !== undefined) return src.etag === origin.etag;
+  return src.etag === undefined && origin.etag === undefined;
+}
+
+/** The identity of `meta` as an origin: a copy reports its own source. */
+function sourceOf(meta: ObjectMeta): SourceMeta {
+  if (meta.source) return meta.source;
+  return { size: meta.size, etag: meta.etag, lastModified: meta.lastModified };
+}
+
+class Stack implements Tier {
+  readonly spec = TIER_SPEC;
+  readonly name: string;
+  readonly capability: TierCapability;
+  readonly #tiers: readonly Tier[];
+  readonly #origin: Tier;
+  readonly #caches: readonly Tier[];
+  readonly #o: ResolvedStackOptions;
+  /** Key → time of its last successful validation. */
+  readonly #validated = new Map<string, number>();
+  readonly #validating = new Map<string, Promise<void>>();
+  /** Key → promotion in flight, resolving to the index of the highest tier now holding it. */
+  readonly #promoting = new Map<string, Promise<number>>();
+  readonly #hits: Record<string, number> = {};
+  readonly #bytes: Record<string, number> = {};
+  #misses = 0;
+  #promotions = 0;
+  #promotionFailures = 0;
+  #validations = 0;
+  #invalidations = 0;
+  #closed = false;
+
+  constructor(tiers: readonly Tier[], options: StackOptions) {
+    if (tiers.length === 0) {
+      throw new TierError('INVALID_ARGUMENT', 'a stack needs at least one tier', { retryable: false });
+    }
+    const names = new Set<string>();
+    for (const t of tiers) {
+      if (t?.spec !== TIER_SPEC) {
+        throw new TierError('INVALID_ARGUMENT', `stack member '${t?.name}' does not implement ${TIER_SPEC}`, {
+          retryable: false,
+        });
+      }
+      if (names.has(t.name)) {
+        throw new TierError('INVALID_ARGUMENT', `two stack members are named '${t.name}': give each a name`, {
+          retryable: false,
+        });
+      }
+      names.add(t.name);
+    }
+    this.#tiers = [...tiers];
+    this.#origin = tiers[tiers.length - 1]!;
+    this.#caches = tiers.slice(0, -1);
+    this.#o = resolveOptions(options);
+    this.name = options.name ?? `stack(${tiers.map((t) => t.name).join(',')})`;
+    const o = this.#origin.capability;
+    this.capability = Object.freeze({
+      write: o.write,
+      delete: o.write || o.delete,
+      list: o.list,
+      rangeRead: true,
+      readInto: true,
+      etag: o.etag,
+      sourceMeta: false,
+      deviceMemory: tiers[0]!.capability.deviceMemory,
+      persistent: o.persistent,
+    });
+    for (const t of tiers) {
+      this.#hits[t.name] = 0;
+      this.#bytes[t.name] = 0;
+    }
+  }
+
+  get tiers(): readonly Tier[] {
+    return this.#tiers;
+  }
+
+  stats(): StackStats {
+    return {
+      hitsByTier: { ...this.#hits },
+      bytesByTier: { ...this.#bytes },
+      misses: this.#misses,
+      promotions: this.#promotions,
+      promotionFailures: this.#promotionFailures,
+      validations: this.#validations,
+      invalidations: this.#invalidations,
+    };
+  }
+
+  async stat(key: string, options?: OpOptions): Promise<ObjectMeta | undefined> {
+    this.#check(key, options?.signal);
+    await this.#validate(key, options?.signal);
+    for (const t of this.#tiers) {
+      const m = await t.stat(key, options);
+      if (m) return t === this.#origin ? m : asStackMeta(m);
+    }
+    return undefined;
+  }
+
+  read(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
+    return this.#serve(
+      key,
+      options?.signal,
+      (t) => t.read(key, options),
+      (b) => b.byteLength,
+    );
+  }
+
+  readInto(key: string, target: Uint8Array, options?: ReadIntoOptions): Promise<number | undefined> {
+    return this.#serve(
+      key,
+      options?.signal,
+      (t) => t.readInto(key, target, options),
+      (n) => n,
+    );
+  }
+
+  readStream(key: string, options?: ReadOptions): Promise<Readable | undefined> {
+    return this.#serve(
+      key,
+      options?.signal,
+      (t) => t.readStream(key, options),
+      () => 0,
+    );
+  }
+
+  async write(key: string, data: WriteData, options?: WriteOptions): Promise<ObjectMeta> {
+    this.#check(key, options?.signal);
+    if (!this.capability.write) {
+      throw new TierError(
+        'UNSUPPORTED',
+        `origin '${this.#origin.name}' of stack '${this.name}' is read-only`,
+        {
+          key,
+          retryable: false,
+        },
+      );
+    }
+    // Caches first lose the old copy: from here on nothing can serve it.
+    await this.#dropCached(key, 'write');
+    const meta = await this.#origin.write(key, data, options);
+    const source = sourceOf(meta);
+    this.#validated.set(key, this.#o.clock());
+    if (this.#o.writeMode === 'through') {
+      if (data instanceof Uint8Array) {
+        await Promise.all(
+          this.#caches.map((t) =>
+            this.#tryCache(key, t, () => t.write(key, data, { source, signal: options?.signal })),
+          ),
+        );
+      } else if (this.#caches.length > 0) {
+        // A stream cannot be read twice: fill the caches from the origin's copy.
+        await this.#promoteFrom(this.#tiers.length - 1, key, meta, options?.signal).catch(() => undefined);
+      }
+    }
+    return meta;
+  }
+
+  async delete(key: string, options?: OpOptions): Promise<void> {
+    this.#check(key, options?.signal);
+    // The origin first: a reader racing this delete may re-promote from a cache only
+    // before the origin's copy is gone, and we drop the caches after.
+    await this.#origin.delete(key, options);
+    await this.#dropCached(key, 'delete');
+    this.#validated.delete(key);
+  }
+
+  async *list(prefix?: string, options?: ListOptions): AsyncIterable<ObjectMeta> {
+    this.#open();
+    yield* this.#origin.list(prefix, options);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#promoting.values()].map((p) => p.catch(() => undefined)));
+    if (this.#o.closeTiers) await Promise.all(this.#tiers.map((t) => t.close()));
+  }
+
+  // — internals —
+
+  async #serve<T>(
+    key: string,
+    signal: AbortSignal | undefined,
+    op: (t: Tier) => Promise<T | undefined>,
+    size: (v: T) => number,
+  ): Promise<T | undefined> {
+    this.#check(key, signal);
+    await this.#validate(key, signal);
+    // The fast path: the top tier has it.
+    const top = this.#tiers[0]!;
+    const first = await op(top);
+    if (first !== undefined) return this.#count(top, first, size);
+    for (let i = 1; i < this.#tiers.length; i++) {
+      const t = this.#tiers[i]!;
+      if (!this.#o.promote) {
+        const v = await op(t);
+        if (v !== undefined) return this.#count(t, v, size);
+        continue;
+      }
+      const meta = await t.stat(key, { signal });
+      if (!meta) continue;
+      const holder = await this.#promote(i, key, meta, signal);
+      // Serve from the highest tier that now holds it; fall back downwards if it vanished.
+      for (let j = holder; j <= i; j++) {
+        const v = await op(this.#tiers[j]!);
+        if (v !== undefined) return this.#count(this.#tiers[j]!, v, size);
+      }
+    }
+    this.#misses++;
+    return undefined;
+  }
+
+  #count<T>(t: Tier, v: T, size: (v: T) => number): T {
+    this.#hits[t.name]!++;
+    this.#bytes[t.name]! += size(v);
+    return v;
+  }
+
+  /** One promotion per key at a time; later readers wait for it. */
+  #promote(from: number, key: string, meta: ObjectMeta, signal: AbortSignal | undefined): Promise<number> {
+    let p = this.#promoting.get(key);
+    if (!p) {
+      // Not tied to one caller's signal: others may be waiting for the same copy.
+      p = this.#promoteFrom(from, key, meta, undefined).finally(() => this.#promoting.delete(key));
+      this.#promoting.set(key, p);
+    }
+    if (!signal) return p;
+    throwIfAborted(signal, key);
+    return Promise.race([
+      p,
+      new Promise<number>((_, reject) =>
+        signal.addEventListener('abort', () => reject(new TierError('ABORTED', 'aborted', { key })), {
+          once: true,
+        }),
+      ),
+    ]);
+  }
+
+  /**
+   * Copies `key` from tier `from` up into each tier above it, one level at a
+   * time (each copy streams from the tier just below). Returns the index of the
+   * highest tier holding the object afterwards.
+   */
+  async #promoteFrom(
+    from: number,
+    key: string,
+    meta: ObjectMeta,
+    signal: AbortSignal | undefined,
+  ): Promise<number> {
+    const source = sourceOf(meta);
+    let holder = from;
+    for (let j = from - 1; j >= 0; j--) {
+      const target = this.#tiers[j]!;
+      if (!target.capability.write) continue;
+      const ok = await this.#tryCache(key, target, async () => {
+        const stream = await this.#tiers[holder]!.readStream(key, { signal });
+        if (!stream)
+          throw new TierError('NOT_FOUND', `'${key}' vanished from '${this.#tiers[holder]!.name}'`);
+        await target.write(key, stream, { size: meta.size, source, signal });
+      });
+      if (!ok) break;
+      this.#promotions++;
+      holder = j;
+    }
+    return holder;
+  }
+
+  async #tryCache(key: string, t: Tier, fn: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await fn();
+      return true;
+    } catch (error) {
+      this.#promotionFailures++;
+      this.#o.onWarning?.({ key, tier: t.name, op: 'promote', error });
+      return false;
+    }
+  }
+
+  async #dropCached(key: string, op: string): Promise<void> {
+    await Promise.all(
+      this.#caches.map(async (t) => {
+        if (!t.capability.delete) return;
+        try {
+          await t.delete(key);
+        } catch (error) {
+          this.#o.onWarning?.({ key, tier: t.name, op, error });
+          throw error;
+        }
+      }),
+    );
+  }
+
+  #validate(key: string, signal: AbortSignal | undefined): Promise<void> {
+    const mode = this.#o.validate;
+    if (mode === 'never' || this.#caches.length === 0) return Promise.resolve();
+    const last = this.#validated.get(key);
+    if (last !== undefined && (mode === 'first-open' || this.#o.clock() - last < mode.ttlMs)) {
+      return Promise.resolve();
+    }
+    let p = this.#validating.get(key);
+    if (!p) {
+      p = this.#revalidate(key, signal).finally(() => this.#validating.delete(key));
+      this.#validating.set(key, p);
+    }
+    return p;
+  }
+
+  async #revalidate(key: string, signal: AbortSignal | undefined): Promise<void> {
+    this.#validations++;
+    let origin: ObjectMeta | undefined;
+    try {
+      origin = await this.#origin.stat(key, { signal });
+    } catch (err) {
+      if (this.#o.staleIfError && isTierError(err) && err.code !== 'ABORTED') {
+        this.#o.onWarning?.({ key, tier: this.#origin.name, op: 'validate', error: err });
+        return;
+      }
+      throw err;
+    }
+    const stale: Tier[] = [];
+    for (const t of this.#caches) {
+      const m = await t.stat(key, { signal });
+      if (m && (!origin || !matchesSource(m, sourceOf(origin)))) stale.push(t);
+    }
+    for (const t of stale) {
+      this.#invalidations++;
+      await t.delete(key);
+    }
+    this.#validated.set(key, this.#o.clock());
+  }
+
+  #check(key: string, signal: AbortSignal | undefined): void {
+    assertKey(key, this.name);
+    this.#open();
+    throwIfAborted(signal, key);
+  }
+
+  #open(): void {
+    if (this.#closed) throw new TierError('CLOSED', `stack '${this.name}' is closed`, { retryable: false });
+  }
+}
+
+/** A cached copy, seen through the stack: it carries the origin's identity. */
+function asStackMeta(m: ObjectMeta): ObjectMeta {
+  if (!m.source) return m;
+  return {
+    key: m.key,
+    size: m.size,
+    etag: m.source.etag ?? m.etag,
+    lastModified: m.source.lastModified ?? m.lastModified,
+  };
+}
+
+export type StackTier = Tier & {
+  readonly tiers: readonly Tier[];
+  stats(): StackStats;
+};
+
+/** Builds a stack: `tiers[0]` is the fastest, the last is the origin. */
+export function createStack(tiers: readonly Tier[], options: StackOptions = {}): StackTier {
+  return new Stack(tiers, options);
+}
+
+/** Applies layers to a tier, innermost first: `compose(t, a, b)` is `b(a(t))`. */
+export function compose(tier: Tier, ...layers: readonly ((inner: Tier) => Tier)[]): Tier {
+  return layers.reduce((t, layer) => layer(t), tier);
+}
