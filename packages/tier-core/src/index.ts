@@ -16,3 +16,4 @@ export * from './policy.js';
 export * from './ranges.js';
 export * from './stack.js';
 export * from './tier.js';
+export { BlockFill, type BlockFillConfig } from './block-fill.js';

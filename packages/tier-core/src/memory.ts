@@ -191,9 +191,17 @@ export class MemoryTier implements Tier {
     }
   }
 
-  #get(key: string, options: OpOptions | undefined): Entry | undefined {
+  #get(key: string, options: (OpOptions & { ifMatch?: string }) | undefined): Entry | undefined {
     this.#check(key, options);
-    return this.#entries.get(key);
+    const e = this.#entries.get(key);
+    if (e && options?.ifMatch !== undefined && options.ifMatch !== e.etag) {
+      throw new TierError('CHANGED', `'${key}' changed: ETag ${e.etag}, expected ${options.ifMatch}`, {
+        key,
+        tier: this.name,
+        retryable: false,
+      });
+    }
+    return e;
   }
 
   #check(key: string, options: OpOptions | undefined): void {

@@ -4,9 +4,12 @@
  * cached copies against the origin, and is itself a Tier, so stacks nest.
  */
 import type { Readable } from 'node:stream';
+import { BlockFill } from './block-fill.js';
 import { isTierError, TierError, throwIfAborted } from './errors.js';
 import { assertKey } from './keys.js';
+import { resolveIntoRange, resolveRange } from './ranges.js';
 import type {
+  BlockCache,
   ListOptions,
   ObjectMeta,
   OpOptions,
@@ -18,7 +21,7 @@ import type {
   WriteData,
   WriteOptions,
 } from './tier.js';
-import { TIER_SPEC } from './tier.js';
+import { isBlockCache, TIER_SPEC } from './tier.js';
 
 /**
  * When cached copies are checked against the origin (size and ETag):
@@ -39,6 +42,16 @@ export interface StackOptions {
   readonly staleIfError?: boolean;
   /** `close()` closes the tiers too (default true). */
   readonly closeTiers?: boolean;
+  /**
+   * Block size of block-granular fills (default 8 MiB): a cache tier that can
+   * hold partial objects (tier-fs) is filled block by block with ranged reads,
+   * so a range read fetches only the blocks it touches.
+   */
+  readonly blockSize?: number;
+  /** Blocks of one object fetched at once (default 8). */
+  readonly fillConcurrency?: number;
+  /** How often a reader looks for a block another process is fetching (ms, default 25). */
+  readonly fillPollMs?: number;
   readonly clock?: () => number;
   /** Told of failures the stack absorbs (a promotion that did not fit, a stale entry it could not drop). */
   readonly onWarning?: (warning: { key: string; tier: string; op: string; error: unknown }) => void;
@@ -50,6 +63,9 @@ interface ResolvedStackOptions {
   promote: boolean;
   staleIfError: boolean;
   closeTiers: boolean;
+  blockSize: number;
+  fillConcurrency: number;
+  fillPollMs: number;
   clock: () => number;
   onWarning?: StackOptions['onWarning'];
 }
@@ -65,6 +81,8 @@ export interface StackStats {
   readonly promotionFailures: number;
   readonly validations: number;
   readonly invalidations: number;
+  /** Bytes fetched block by block into partial copies. */
+  readonly blockBytesFetched: number;
 }
 
 function resolveOptions(options: StackOptions): ResolvedStackOptions {
@@ -84,9 +102,21 @@ function resolveOptions(options: StackOptions): ResolvedStackOptions {
       retryable: false,
     });
   }
+  const positive = (name: string, v: number | undefined, dflt: number) => {
+    const n = v ?? dflt;
+    if (!Number.isSafeInteger(n) || n < 1) {
+      throw new TierError('INVALID_ARGUMENT', `${name} must be a positive integer, got ${v}`, {
+        retryable: false,
+      });
+    }
+    return n;
+  };
   return {
     writeMode,
     validate,
+    blockSize: positive('blockSize', options.blockSize, 8 * 1024 * 1024),
+    fillConcurrency: positive('fillConcurrency', options.fillConcurrency, 8),
+    fillPollMs: positive('fillPollMs', options.fillPollMs, 25),
     promote: options.promote ?? true,
     staleIfError: options.staleIfError ?? false,
     closeTiers: options.closeTiers ?? true,
@@ -130,7 +160,10 @@ class Stack implements Tier {
   #promotionFailures = 0;
   #validations = 0;
   #invalidations = 0;
+  #blockBytes = 0;
   #closed = false;
+  /** Key → block fill in progress, with the number of readers using it. */
+  readonly #fills = new Map<string, { fill: Promise<BlockFill>; etag: string | undefined; refs: number }>();
 
   constructor(tiers: readonly Tier[], options: StackOptions) {
     if (tiers.length === 0) {
@@ -186,6 +219,7 @@ class Stack implements Tier {
       promotionFailures: this.#promotionFailures,
       validations: this.#validations,
       invalidations: this.#invalidations,
+      blockBytesFetched: this.#blockBytes,
     };
   }
 
@@ -200,30 +234,47 @@ class Stack implements Tier {
   }
 
   read(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
-    return this.#serve(
-      key,
-      options?.signal,
-      (t) => t.read(key, options),
-      (b) => b.byteLength,
-    );
+    return this.#serve(key, options, {
+      op: (t) => t.read(key, { range: options?.range, signal: options?.signal }),
+      size: (b) => b.byteLength,
+      blocks: async (fill, size) => {
+        const r = resolveRange(options?.range, size, key);
+        await fill.ensure(...fill.blocksOf(r.offset, r.length), options?.signal);
+        const out = new Uint8Array(r.length);
+        await fill.entry.readInto(out, r.offset);
+        return out;
+      },
+    });
   }
 
   readInto(key: string, target: Uint8Array, options?: ReadIntoOptions): Promise<number | undefined> {
-    return this.#serve(
-      key,
-      options?.signal,
-      (t) => t.readInto(key, target, options),
-      (n) => n,
-    );
+    return this.#serve(key, options, {
+      op: (t) =>
+        t.readInto(key, target, {
+          offset: options?.offset,
+          length: options?.length,
+          signal: options?.signal,
+        }),
+      size: (n) => n,
+      blocks: async (fill, size) => {
+        const r = resolveIntoRange(target, options?.offset, options?.length, size, key);
+        await fill.ensure(...fill.blocksOf(r.offset, r.length), options?.signal);
+        await fill.entry.readInto(target.subarray(0, r.length), r.offset);
+        return r.length;
+      },
+    });
   }
 
   readStream(key: string, options?: ReadOptions): Promise<Readable | undefined> {
-    return this.#serve(
-      key,
-      options?.signal,
-      (t) => t.readStream(key, options),
-      () => 0,
-    );
+    return this.#serve(key, options, {
+      op: (t) => t.readStream(key, { range: options?.range, signal: options?.signal }),
+      size: () => 0,
+      blocks: async (fill, size) => {
+        const r = resolveRange(options?.range, size, key);
+        return fill.stream(r.offset, r.length, options?.signal);
+      },
+      streaming: true,
+    });
   }
 
   async write(key: string, data: WriteData, options?: WriteOptions): Promise<ObjectMeta> {
@@ -283,34 +334,169 @@ class Stack implements Tier {
 
   async #serve<T>(
     key: string,
-    signal: AbortSignal | undefined,
-    op: (t: Tier) => Promise<T | undefined>,
-    size: (v: T) => number,
+    options: { signal?: AbortSignal; ifMatch?: string } | undefined,
+    how: ServeHow<T>,
   ): Promise<T | undefined> {
+    const signal = options?.signal;
     this.#check(key, signal);
     await this.#validate(key, signal);
+    if (options?.ifMatch !== undefined) {
+      // The caller's ETag is the origin's; cached copies carry it as their source.
+      const now = await this.stat(key, { signal });
+      if (now && now.etag !== options.ifMatch) {
+        throw new TierError('CHANGED', `'${key}' changed: ETag ${now.etag}, expected ${options.ifMatch}`, {
+          key,
+          tier: this.name,
+          retryable: false,
+        });
+      }
+    }
     // The fast path: the top tier has it.
     const top = this.#tiers[0]!;
-    const first = await op(top);
-    if (first !== undefined) return this.#count(top, first, size);
+    const first = await how.op(top);
+    if (first !== undefined) return this.#count(top, first, how.size);
     for (let i = 1; i < this.#tiers.length; i++) {
       const t = this.#tiers[i]!;
       if (!this.#o.promote) {
-        const v = await op(t);
-        if (v !== undefined) return this.#count(t, v, size);
+        const v = await how.op(t);
+        if (v !== undefined) return this.#count(t, v, how.size);
         continue;
       }
       const meta = await t.stat(key, { signal });
       if (!meta) continue;
+      const b = this.#blockTierAbove(i);
+      if (b !== undefined) return this.#serveBlocksRetrying(b, i, key, meta, signal, how);
       const holder = await this.#promote(i, key, meta, signal);
       // Serve from the highest tier that now holds it; fall back downwards if it vanished.
       for (let j = holder; j <= i; j++) {
-        const v = await op(this.#tiers[j]!);
-        if (v !== undefined) return this.#count(this.#tiers[j]!, v, size);
+        const v = await how.op(this.#tiers[j]!);
+        if (v !== undefined) return this.#count(this.#tiers[j]!, v, how.size);
       }
     }
     this.#misses++;
     return undefined;
+  }
+
+  /** The nearest tier above `i` that can hold partial copies, when tier `i` serves ranges. */
+  #blockTierAbove(i: number): number | undefined {
+    if (!this.#tiers[i]!.capability.rangeRead) return undefined;
+    for (let j = i - 1; j >= 0; j--) {
+      const t = this.#tiers[j]!;
+      if (isBlockCache(t) && t.capability.write) return j;
+    }
+    return undefined;
+  }
+
+  /**
+   * An object replaced at the source during a fill fails the fill with CHANGED;
+   * the read then starts over against the new version, so the caller gets one
+   * version whole. An object that keeps changing is reported.
+   */
+  async #serveBlocksRetrying<T>(
+    b: number,
+    i: number,
+    key: string,
+    meta: ObjectMeta,
+    signal: AbortSignal | undefined,
+    how: ServeHow<T>,
+  ): Promise<T | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#serveBlocks(b, i, key, meta, signal, how);
+      } catch (err) {
+        if (!isTierError(err, 'CHANGED') || attempt >= 3) throw err;
+        const now = await this.#tiers[i]!.stat(key, { signal });
+        if (!now) {
+          this.#misses++;
+          return undefined;
+        }
+        meta = now;
+      }
+    }
+  }
+
+  /**
+   * Serves a read from a partial copy in tier `b`, filled from tier `i` block
+   * by block. When the copy is complete it is published, and copied further up.
+   */
+  async #serveBlocks<T>(
+    b: number,
+    i: number,
+    key: string,
+    meta: ObjectMeta,
+    signal: AbortSignal | undefined,
+    how: ServeHow<T>,
+  ): Promise<T | undefined> {
+    const source = sourceOf(meta);
+    const fill = await this.#openFill(b, i, key, source, signal);
+    let handedOff = false;
+    try {
+      const v = await how.blocks(fill, meta.size);
+      this.#count(this.#tiers[i]!, v, how.size);
+      if (how.streaming) {
+        handedOff = true;
+        const stream = v as unknown as Readable;
+        stream.once('close', () => {
+          void this.#finishFill(b, key, meta, fill).finally(() => this.#closeFill(key, fill));
+        });
+      } else {
+        await this.#finishFill(b, key, meta, fill);
+      }
+      return v;
+    } finally {
+      if (!handedOff) await this.#closeFill(key, fill);
+    }
+  }
+
+  /** Publishes a complete partial copy and promotes it into the tiers above. */
+  async #finishFill(b: number, key: string, meta: ObjectMeta, fill: BlockFill): Promise<void> {
+    if (!fill.complete) return;
+    try {
+      await fill.publish();
+      if (b > 0) await this.#promote(b, key, meta, undefined);
+    } catch (error) {
+      this.#o.onWarning?.({ key, tier: this.#tiers[b]!.name, op: 'publish', error });
+    }
+  }
+
+  async #openFill(
+    b: number,
+    i: number,
+    key: string,
+    source: SourceMeta,
+    signal: AbortSignal | undefined,
+  ): Promise<BlockFill> {
+    let slot = this.#fills.get(key);
+    if (slot && slot.etag !== source.etag) slot = undefined;
+    if (!slot) {
+      const cache = this.#tiers[b]! as Tier & BlockCache;
+      const fill = cache.openPartial(key, source, { blockSize: this.#o.blockSize, signal }).then(
+        (entry) =>
+          new BlockFill(entry, this.#tiers[i]!, source.etag, {
+            concurrency: this.#o.fillConcurrency,
+            pollMs: this.#o.fillPollMs,
+          }),
+      );
+      slot = { fill, etag: source.etag, refs: 0 };
+      this.#fills.set(key, slot);
+    }
+    slot.refs++;
+    try {
+      return await slot.fill;
+    } catch (err) {
+      slot.refs--;
+      if (this.#fills.get(key) === slot) this.#fills.delete(key);
+      throw err;
+    }
+  }
+
+  async #closeFill(key: string, fill: BlockFill): Promise<void> {
+    const slot = this.#fills.get(key);
+    if (slot && --slot.refs > 0) return;
+    if (slot) this.#fills.delete(key);
+    this.#blockBytes += fill.fetchedBytes;
+    fill.fetchedBytes = 0;
+    await fill.entry.close();
   }
 
   #count<T>(t: Tier, v: T, size: (v: T) => number): T {
@@ -452,6 +638,15 @@ function asStackMeta(m: ObjectMeta): ObjectMeta {
     etag: m.source.etag ?? m.etag,
     lastModified: m.source.lastModified ?? m.lastModified,
   };
+}
+
+/** How one kind of read is served: from a tier, and from a partial copy. */
+interface ServeHow<T> {
+  op: (t: Tier) => Promise<T | undefined>;
+  size: (v: T) => number;
+  blocks: (fill: BlockFill, size: number) => Promise<T>;
+  /** The result is a stream that reads the partial copy after `blocks` returns. */
+  streaming?: boolean;
 }
 
 export type StackTier = Tier & {

@@ -61,9 +61,17 @@ export interface OpOptions {
 
 export interface ReadOptions extends OpOptions {
   readonly range?: ByteRange;
+  /**
+   * Read only if the object's ETag is still this one; otherwise fail with
+   * `CHANGED`. Tiers with `capability.etag` honour it; it is how a fill that
+   * reads an object in parts refuses to stitch two versions together.
+   */
+  readonly ifMatch?: string;
 }
 
 export interface ReadIntoOptions extends OpOptions {
+  /** As in `ReadOptions`. */
+  readonly ifMatch?: string;
   /** Object offset to start at (default 0). */
   readonly offset?: number;
   /** Bytes to read (default: as many as fit in the target and the object). */
@@ -124,3 +132,48 @@ export const READ_ONLY_CAPABILITY: TierCapability = Object.freeze({
   deviceMemory: false,
   persistent: false,
 });
+
+/**
+ * A cache tier that can hold an object in part, block by block (tier-fs does).
+ * A stack fills it from the origin with ranged reads, serves readers as blocks
+ * land, and publishes the object once every block is there.
+ */
+export interface BlockCache {
+  /** Opens, or creates, the partial copy of `key` made from `source`; a partial of another source is discarded. */
+  openPartial(key: string, source: SourceMeta, options: PartialOptions): Promise<PartialEntry>;
+}
+
+export interface PartialOptions extends OpOptions {
+  readonly blockSize: number;
+}
+
+/** A partial copy of one object. Shared by the processes filling it. */
+export interface PartialEntry {
+  readonly key: string;
+  readonly size: number;
+  readonly blockSize: number;
+  readonly blockCount: number;
+  /** Whether a block is present, as far as this handle knows (see `refresh`). */
+  has(block: number): boolean;
+  /** Rereads which blocks are present (other processes fill too). */
+  refresh(): Promise<void>;
+  /**
+   * Claims a missing block for this process to fetch: true when it is ours,
+   * false while another live process holds it. A dead holder's claim is taken over.
+   */
+  claim(block: number): Promise<boolean>;
+  release(block: number): Promise<void>;
+  /** Stores a block (exactly its length) and records it present. */
+  writeBlock(block: number, bytes: Uint8Array): Promise<void>;
+  /** Reads `target.byteLength` bytes at `offset`; every block they touch must be present. */
+  readInto(target: Uint8Array, offset: number): Promise<void>;
+  /** Publishes the complete object as a normal entry (atomic; idempotent across processes). */
+  publish(): Promise<ObjectMeta>;
+  /** Drops the partial copy. */
+  discard(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function isBlockCache(tier: Tier): tier is Tier & BlockCache {
+  return typeof (tier as Partial<BlockCache>).openPartial === 'function';
+}

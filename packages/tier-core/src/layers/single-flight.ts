@@ -36,11 +36,12 @@ class SingleFlightTier extends DelegatingTier {
 
   override async read(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
     const r = options?.range;
-    const id = `r\0${key}\0${r?.offset ?? ''}\0${r?.length ?? ''}`;
+    const ifMatch = options?.ifMatch;
+    const id = `r\0${key}\0${r?.offset ?? ''}\0${r?.length ?? ''}\0${ifMatch ?? ''}`;
     let leader = false;
     const bytes = await this.#join(id, key, options?.signal, (signal) => {
       leader = true;
-      return this.inner.read(key, { range: r, signal });
+      return this.inner.read(key, { range: r, ifMatch, signal });
     });
     // Callers own what they are given: the leader keeps the original, others get copies.
     return bytes === undefined || leader ? bytes : bytes.slice();
@@ -53,11 +54,12 @@ class SingleFlightTier extends DelegatingTier {
   ): Promise<number | undefined> {
     const offset = options?.offset ?? 0;
     const length = options?.length ?? target.byteLength;
-    const id = `i\0${key}\0${offset}\0${length}`;
+    const ifMatch = options?.ifMatch;
+    const id = `i\0${key}\0${offset}\0${length}\0${ifMatch ?? ''}`;
     let leader = false;
     const result = await this.#join(id, key, options?.signal, async (signal, waiting) => {
       leader = true;
-      const n = await this.inner.readInto(key, target, { offset, length: options?.length, signal });
+      const n = await this.inner.readInto(key, target, { offset, length: options?.length, ifMatch, signal });
       // Joiners copy from a snapshot: the leader may reuse its buffer as soon as it resumes.
       return { n, source: waiting() > 1 && n !== undefined ? target.slice(0, n) : target };
     });

@@ -273,6 +273,23 @@ export function runTierConformance(t: TestApi, options: ConformanceOptions): voi
         }
       });
 
+      it('honours ifMatch when it declares etag: a stale ETag is CHANGED', async () => {
+        if (!tier().capability.write || !tier().capability.etag) return;
+        const key = fresh('if-match');
+        await tier().write(key, patternBytes(300, 1));
+        const old = (await tier().stat(key))!.etag!;
+        expect(sameBytes(await tier().read(key, { ifMatch: old }), patternBytes(300, 1))).toBe(true);
+        const into = new Uint8Array(10);
+        expect(await tier().readInto(key, into, { offset: 5, ifMatch: old })).toBe(10);
+        await tier().write(key, patternBytes(300, 2));
+        await expectTierError(tier().read(key, { ifMatch: old }), 'CHANGED');
+        await expectTierError(
+          tier().read(key, { range: { offset: 0, length: 10 }, ifMatch: old }),
+          'CHANGED',
+        );
+        await expectTierError(tier().readInto(key, into, { offset: 5, ifMatch: old }), 'CHANGED');
+      });
+
       it('keeps source metadata when it declares sourceMeta', async () => {
         if (!tier().capability.write || !tier().capability.sourceMeta) return;
         const key = fresh('source');

@@ -1,0 +1,192 @@
+import * as vitest from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { isTierError, TierError } from './errors.js';
+import { DelegatingTier } from './layers/delegate.js';
+import { MemoryTier } from './memory.js';
+import { createStack } from './stack.js';
+import { patternBytes, runTierConformance } from './testing/index.js';
+import type {
+  BlockCache,
+  ObjectMeta,
+  PartialEntry,
+  PartialOptions,
+  ReadIntoOptions,
+  SourceMeta,
+} from './tier.js';
+
+/**
+ * A memory tier that also holds partial copies, to drive the stack's block
+ * path here; tier-fs is the real BlockCache and has its own tests.
+ */
+class MemoryBlockTier extends MemoryTier implements BlockCache {
+  readonly partials = new Map<string, { source: SourceMeta; bytes: Uint8Array; present: Uint8Array }>();
+  claims = new Set<string>();
+
+  async openPartial(key: string, source: SourceMeta, options: PartialOptions): Promise<PartialEntry> {
+    let p = this.partials.get(key);
+    if (!p || p.source.etag !== source.etag || p.source.size !== source.size) {
+      p = {
+        source,
+        bytes: new Uint8Array(source.size),
+        present: new Uint8Array(Math.ceil(source.size / options.blockSize)),
+      };
+      this.partials.set(key, p);
+    }
+    const part = p;
+    const bs = options.blockSize;
+    return {
+      key,
+      size: source.size,
+      blockSize: bs,
+      blockCount: part.present.length,
+      has: (b) => part.present[b] === 1,
+      refresh: async () => {},
+      claim: async (b) => {
+        const id = `${key}#${b}`;
+        if (this.claims.has(id)) return false;
+        this.claims.add(id);
+        return true;
+      },
+      release: async (b) => {
+        this.claims.delete(`${key}#${b}`);
+      },
+      writeBlock: async (b, bytes) => {
+        part.bytes.set(bytes, b * bs);
+        part.present[b] = 1;
+      },
+      readInto: async (target, offset) => {
+        const first = Math.floor(offset / bs);
+        const last = Math.floor((offset + target.byteLength - 1) / bs);
+        for (let b = first; b <= last && target.byteLength > 0; b++) {
+          if (part.present[b] !== 1) throw new Error(`block ${b} read before it was present`);
+        }
+        target.set(part.bytes.subarray(offset, offset + target.byteLength));
+      },
+      publish: async (): Promise<ObjectMeta> => {
+        const meta = await this.write(key, part.bytes, { source: part.source });
+        this.partials.delete(key);
+        return meta;
+      },
+      discard: async () => {
+        this.partials.delete(key);
+      },
+      close: async () => {},
+    };
+  }
+}
+
+/** Records every range the origin is asked for. */
+class RangeLog extends DelegatingTier {
+  readonly ranges: string[] = [];
+  fetched = 0;
+  afterRead?: () => Promise<void>;
+  override async readInto(key: string, target: Uint8Array, options?: ReadIntoOptions) {
+    const n = await this.inner.readInto(key, target, options);
+    await this.afterRead?.();
+    this.ranges.push(`${options?.offset ?? 0}+${n}`);
+    this.fetched += n ?? 0;
+    return n;
+  }
+}
+
+runTierConformance(vitest, {
+  name: 'stack [memory block cache over memory], block-granular fills',
+  create: () => ({
+    tier: createStack([new MemoryBlockTier({ name: 'blocks' }), new MemoryTier({ name: 'origin' })], {
+      blockSize: 1000,
+    }),
+  }),
+});
+
+function setup(size: number, blockSize = 1000) {
+  const cache = new MemoryBlockTier({ name: 'cache' });
+  const originMem = new MemoryTier({ name: 'origin' });
+  const origin = new RangeLog(originMem);
+  const stack = createStack([cache, origin], { blockSize, fillConcurrency: 3 });
+  const bytes = patternBytes(size, 11);
+  return { cache, originMem, origin, stack, bytes };
+}
+
+describe('block-granular read-through', () => {
+  it('a range read of a cold object fetches only the blocks it touches, and keeps them', async () => {
+    const { cache, originMem, origin, stack, bytes } = setup(10_500);
+    await originMem.write('m', bytes);
+    expect(await stack.read('m', { range: { offset: 2500, length: 1000 } })).toEqual(
+      bytes.subarray(2500, 3500),
+    );
+    expect(origin.ranges.sort()).toEqual(['2000+1000', '3000+1000']);
+    // A later read fetches only what is still missing.
+    expect(await stack.read('m', { range: { offset: 2900, length: 1200 } })).toEqual(
+      bytes.subarray(2900, 4100),
+    );
+    expect(origin.ranges.sort()).toEqual(['2000+1000', '3000+1000', '4000+1000']);
+    expect(await cache.stat('m')).toBeUndefined(); // still partial
+    // A whole read completes the copy and publishes it; the short last block is fetched once.
+    expect(await stack.read('m')).toEqual(bytes);
+    expect(origin.fetched).toBe(10_500);
+    expect((await cache.stat('m'))?.source?.etag).toBe((await originMem.stat('m'))?.etag);
+    expect(await stack.read('m')).toEqual(bytes);
+    expect(origin.fetched).toBe(10_500);
+  });
+
+  it('streams a cold object in order while blocks arrive, and publishes it', async () => {
+    const { cache, originMem, origin, stack, bytes } = setup(25_000);
+    await originMem.write('m', bytes);
+    const stream = await stack.readStream('m');
+    const parts: Buffer[] = [];
+    for await (const c of stream!) parts.push(c as Buffer);
+    expect(new Uint8Array(Buffer.concat(parts))).toEqual(bytes);
+    expect(origin.fetched).toBe(25_000);
+    await new Promise((r) => setTimeout(r, 10));
+    expect((await cache.stat('m'))?.size).toBe(25_000);
+  });
+
+  it('concurrent cold readers fetch each block once', async () => {
+    const { originMem, origin, stack, bytes } = setup(50_000);
+    await originMem.write('m', bytes);
+    const reads = await Promise.all([
+      stack.read('m'),
+      stack.read('m', { range: { offset: 7000, length: 20_000 } }),
+      stack.readInto('m', new Uint8Array(50_000)),
+      stack.read('m'),
+    ]);
+    expect(reads[0]).toEqual(bytes);
+    expect(reads[1]).toEqual(bytes.subarray(7000, 27_000));
+    expect(origin.fetched).toBe(50_000);
+    expect(new Set(origin.ranges).size).toBe(origin.ranges.length);
+  });
+
+  it('an object replaced at the origin mid-fill is served whole in its new version, never stitched', async () => {
+    const { originMem, origin, stack, bytes } = setup(5000);
+    await originMem.write('m', bytes);
+    const next = patternBytes(5000, 99);
+    let replaced = false;
+    origin.afterRead = async () => {
+      if (!replaced) {
+        replaced = true;
+        await originMem.write('m', next);
+      }
+    };
+    expect(await stack.read('m')).toEqual(next);
+  });
+
+  it('an object that keeps changing at the origin is reported as CHANGED', async () => {
+    const { originMem, origin, stack } = setup(5000);
+    await originMem.write('m', patternBytes(5000, 1));
+    let version = 1;
+    origin.afterRead = async () => {
+      await originMem.write('m', patternBytes(5000, ++version));
+    };
+    const err = await stack.read('m').catch((e) => e);
+    expect(isTierError(err, 'CHANGED')).toBe(true);
+  });
+
+  it('range errors are typed before anything is fetched', async () => {
+    const { originMem, origin, stack, bytes } = setup(3000);
+    await originMem.write('m', bytes);
+    const err = await stack.read('m', { range: { offset: 2999, length: 2 } }).catch((e) => e);
+    expect(isTierError(err, 'INVALID_RANGE')).toBe(true);
+    expect(origin.fetched).toBe(0);
+    expect(err).toBeInstanceOf(TierError);
+  });
+});
