@@ -1,3 +1,4 @@
+export { BlockFill, type BlockFillConfig } from './block-fill.js';
 export * from './bytes.js';
 export * from './errors.js';
 export * from './keys.js';
@@ -16,4 +17,3 @@ export * from './policy.js';
 export * from './ranges.js';
 export * from './stack.js';
 export * from './tier.js';
-export { BlockFill, type BlockFillConfig } from './block-fill.js';
