@@ -1,0 +1,33 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runTierConformance } from '@tierkit/tier-core/testing';
+import * as vitest from 'vitest';
+import { FsTier } from './index.js';
+
+runTierConformance(vitest, {
+  name: 'fs',
+  create: async () => {
+    const root = await mkdtemp(join(tmpdir(), 'tierkit-fs-conf-'));
+    const tier = new FsTier({ root });
+    await tier.ready;
+    return { tier, cleanup: () => rm(root, { recursive: true, force: true }) };
+  },
+});
+
+runTierConformance(vitest, {
+  name: 'fs with maxBytes, minFreeRatio and small parallel reads',
+  create: async () => {
+    const root = await mkdtemp(join(tmpdir(), 'tierkit-fs-conf-'));
+    const tier = new FsTier({
+      root,
+      maxBytes: 64 * 1024 * 1024,
+      minFreeRatio: 0.01,
+      parallelReadThreshold: 64 * 1024,
+      readChunkSize: 100_000,
+      readConcurrency: 3,
+    });
+    await tier.ready;
+    return { tier, cleanup: () => rm(root, { recursive: true, force: true }) };
+  },
+});

@@ -1,0 +1,1190 @@
+/**
+ * A directory as a tier. A complete object is a plain file at its key's path
+ * under the root; everything else tierkit keeps lives in `<root>/.tierkit/`.
+ * See README.md for the layout, the multi-process rules and NFS notes.
+ */
+import { randomBytes } from 'node:crypto';
+import { type BigIntStats, promises as fsp } from 'node:fs';
+import { dirname, resolve, sep } from 'node:path';
+import type { Readable } from 'node:stream';
+import { Readable as NodeReadable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { LruPolicy } from '@tierkit/policy-lru';
+import {
+  abortError,
+  assertKey,
+  assertPrefix,
+  checkSize,
+  fromSystemError,
+  isTierError,
+  type ListOptions,
+  type ObjectMeta,
+  type OpOptions,
+  type Policy,
+  type ReadIntoOptions,
+  type ReadOptions,
+  resolveIntoRange,
+  resolveRange,
+  type SourceMeta,
+  TIER_SPEC,
+  type Tier,
+  type TierCapability,
+  TierError,
+  throwIfAborted,
+  type WriteData,
+  type WriteOptions,
+} from '@tierkit/tier-core';
+import { UseJournal } from './journal.js';
+import { type FsLock, LockFiles, type LockOptions } from './lock.js';
+import { fsyncDir, HOST_SAFE, isPidAlive, isReservedKey, keyHash, META_DIR, RootPaths } from './paths.js';
+import { type WalkedFile, walkFiles } from './walk.js';
+
+export interface FsTierOptions {
+  /** The directory. Created (with parents) unless `create: false`. */
+  readonly root: string;
+  readonly name?: string;
+  /** Upper bound on the bytes of all objects under the root; the policy's victims are evicted to stay under it. */
+  readonly maxBytes?: number;
+  /** Keep at least this fraction (0–1) of the filesystem free (fs.statfs), evicting to get there. */
+  readonly minFreeRatio?: number;
+  /** Eviction policy (default: `LruPolicy` from @tierkit/policy-lru). Not serializable: pass it in code. */
+  readonly policy?: Policy;
+  /** Called after an entry was evicted to make room or purged as idle. */
+  readonly onEvict?: (key: string, size: number) => void;
+  /** Create the root if missing (default true). */
+  readonly create?: boolean;
+  /** fsync data, then the directory, on every publish (default true). Off only for scratch caches. */
+  readonly fsync?: boolean;
+  /** Reads at least this long are split into parallel positioned reads (default 8 MiB). */
+  readonly parallelReadThreshold?: number;
+  /** Size of each parallel read (default 4 MiB). */
+  readonly readChunkSize?: number;
+  /** Parallel positioned reads per large read (default 4). */
+  readonly readConcurrency?: number;
+  /** Lease of a cross-process lock; holders refresh it every third of it (default 30 s). */
+  readonly lockLeaseMs?: number;
+  /** First wait between attempts on a held lock, doubling to 250 ms (default 10 ms). */
+  readonly lockPollMs?: number;
+  /** How often last-use times are appended to the journal (default 30 s; also on close). */
+  readonly flushIntervalMs?: number;
+  /** Temp files of other hosts older than this are removed at open (default 1 h). */
+  readonly staleTempMs?: number;
+  /** Mode of published files (default 0o644) and folders (default 0o755). */
+  readonly fileMode?: number;
+  readonly dirMode?: number;
+  readonly clock?: () => number;
+}
+
+export interface FillLockOptions extends LockOptions {}
+
+const CAPABILITY: TierCapability = Object.freeze({
+  write: true,
+  delete: true,
+  list: true,
+  rangeRead: true,
+  readInto: true,
+  etag: true,
+  sourceMeta: true,
+  deviceMemory: false,
+  persistent: true,
+});
+
+const MiB = 1024 * 1024;
+const CAPACITY_LOCK = 'capacity';
+
+interface Resolved {
+  readonly root: string;
+  readonly maxBytes: number | undefined;
+  readonly minFreeRatio: number;
+  readonly create: boolean;
+  readonly fsync: boolean;
+  readonly parallelReadThreshold: number;
+  readonly readChunkSize: number;
+  readonly readConcurrency: number;
+  readonly lockLeaseMs: number;
+  readonly lockPollMs: number;
+  readonly flushIntervalMs: number;
+  readonly staleTempMs: number;
+  readonly fileMode: number;
+  readonly dirMode: number;
+}
+
+interface Sidecar {
+  readonly key: string;
+  /** `<size>:<mtimeNs>:<ino>` of the data file this metadata belongs to. */
+  readonly id: string;
+  readonly source?: SourceMeta;
+}
+
+let tmpSeq = 0;
+
+export class FsTier implements Tier {
+  readonly spec = TIER_SPEC;
+  readonly capability = CAPABILITY;
+  readonly name: string;
+  /** Resolves when the index is built (the tier opens itself on construction; every op waits for it). */
+  readonly ready: Promise<void>;
+
+  readonly #o: Resolved;
+  readonly #policy: Policy;
+  readonly #clock: () => number;
+  readonly #onEvict?: (key: string, size: number) => void;
+  readonly #instance = randomBytes(4).toString('hex');
+  #paths!: RootPaths;
+  #locks!: LockFiles;
+  #journal!: UseJournal;
+  #opened = false;
+  #closed = false;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #pins = new Set<string>();
+  readonly #sources = new Map<string, { id: string; source?: SourceMeta }>();
+  readonly #metaDirs = new Set<string>();
+  #capacityQueue: Promise<void> = Promise.resolve();
+  #usage = 0;
+  #evictions = 0;
+  #evictedBytes = 0;
+
+  constructor(options: FsTierOptions) {
+    if (!options || typeof options.root !== 'string' || options.root === '') {
+      throw invalid('FsTier needs a `root` directory');
+    }
+    this.name = options.name ?? 'fs';
+    this.#o = resolveOptions(options);
+    this.#clock = options.clock ?? Date.now;
+    this.#policy = options.policy ?? new LruPolicy({ clock: this.#clock });
+    this.#onEvict = options.onEvict;
+    this.ready = this.#open();
+    // Errors surface through the ops (and `ready`); never as an unhandled rejection.
+    this.ready.catch(() => {});
+  }
+
+  /** Waits for the index to be built; the same as awaiting `ready`. */
+  async open(): Promise<this> {
+    await this.ready;
+    return this;
+  }
+
+  /** The root's real path (after the tier is ready). */
+  get root(): string {
+    return this.#paths?.real ?? this.#o.root;
+  }
+  /** Bytes of the objects this process's index knows of. */
+  get usedBytes(): number {
+    return this.#policy.totalBytes;
+  }
+  get count(): number {
+    return this.#policy.count;
+  }
+  /** Entries removed by eviction (capacity or idle purge) in this process. */
+  get evictions(): number {
+    return this.#evictions;
+  }
+  get evictedBytes(): number {
+    return this.#evictedBytes;
+  }
+  /** The policy, for inspection (last-use order, pins). */
+  get policy(): Policy {
+    return this.#policy;
+  }
+
+  // ---- reads -------------------------------------------------------------
+
+  async stat(key: string, options?: OpOptions): Promise<ObjectMeta | undefined> {
+    await this.#enter(key, options);
+    let fh: fsp.FileHandle | undefined;
+    try {
+      fh = await this.#paths.openRead(key);
+      if (!fh) return undefined;
+      const st = await fh.stat({ bigint: true });
+      if (!st.isFile()) return undefined;
+      this.#discover(key, Number(st.size));
+      return await this.#meta(key, st);
+    } catch (err) {
+      throw this.#error(err, key, 'stat');
+    } finally {
+      await fh?.close().catch(() => {});
+    }
+  }
+
+  async read(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
+    await this.#enter(key, options);
+    let fh: fsp.FileHandle | undefined;
+    let acquired = false;
+    try {
+      fh = await this.#paths.openRead(key);
+      if (!fh) return undefined;
+      const size = await this.#checkedSize(fh, key, options?.ifMatch);
+      if (size === undefined) return undefined;
+      const r = resolveRange(options?.range, size, key);
+      this.#discover(key, size);
+      this.#policy.acquire(key);
+      acquired = true;
+      const out = new Uint8Array(r.length);
+      await this.#readAt(fh, out, r.offset, options?.signal, key);
+      this.#touch(key);
+      return out;
+    } catch (err) {
+      throw this.#error(err, key, 'read');
+    } finally {
+      if (acquired) this.#policy.release(key);
+      await fh?.close().catch(() => {});
+    }
+  }
+
+  async readInto(key: string, target: Uint8Array, options?: ReadIntoOptions): Promise<number | undefined> {
+    await this.#enter(key, options);
+    let fh: fsp.FileHandle | undefined;
+    let acquired = false;
+    try {
+      fh = await this.#paths.openRead(key);
+      if (!fh) return undefined;
+      const size = await this.#checkedSize(fh, key, options?.ifMatch);
+      if (size === undefined) return undefined;
+      const r = resolveIntoRange(target, options?.offset, options?.length, size, key);
+      this.#discover(key, size);
+      this.#policy.acquire(key);
+      acquired = true;
+      await this.#readAt(fh, target.subarray(0, r.length), r.offset, options?.signal, key);
+      this.#touch(key);
+      return r.length;
+    } catch (err) {
+      throw this.#error(err, key, 'readInto');
+    } finally {
+      if (acquired) this.#policy.release(key);
+      await fh?.close().catch(() => {});
+    }
+  }
+
+  async readStream(key: string, options?: ReadOptions): Promise<Readable | undefined> {
+    await this.#enter(key, options);
+    let fh: fsp.FileHandle | undefined;
+    try {
+      fh = await this.#paths.openRead(key);
+      if (!fh) return undefined;
+      const size = await this.#checkedSize(fh, key, options?.ifMatch);
+      if (size === undefined) {
+        await fh.close();
+        return undefined;
+      }
+      const r = resolveRange(options?.range, size, key);
+      this.#discover(key, size);
+      this.#touch(key);
+      if (r.length === 0) {
+        await fh.close();
+        return NodeReadable.from([]);
+      }
+      // The entry stays in use (never an eviction victim) until the stream closes.
+      this.#policy.acquire(key);
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        this.#policy.release(key);
+      };
+      const stream = fh.createReadStream({
+        start: r.offset,
+        end: r.offset + r.length - 1,
+        highWaterMark: MiB,
+        autoClose: true,
+      });
+      fh = undefined;
+      stream.once('close', release);
+      const signal = options?.signal;
+      if (signal) {
+        const onAbort = () => stream.destroy(abortError(signal, key));
+        signal.addEventListener('abort', onAbort, { once: true });
+        stream.once('close', () => signal.removeEventListener('abort', onAbort));
+      }
+      return stream;
+    } catch (err) {
+      await fh?.close().catch(() => {});
+      throw this.#error(err, key, 'readStream');
+    }
+  }
+
+  // ---- writes ------------------------------------------------------------
+
+  async write(key: string, data: WriteData, options?: WriteOptions): Promise<ObjectMeta> {
+    await this.#enter(key, options);
+    const signal = options?.signal;
+    const max = this.#o.maxBytes;
+    if (data instanceof Uint8Array) checkSize(data.byteLength, options?.size, key);
+    const known = data instanceof Uint8Array ? data.byteLength : options?.size;
+    if (max !== undefined && known !== undefined && known > max) throw this.#tooBig(key, known);
+    const tmp = this.#tmpPath('t');
+    let fh: fsp.FileHandle | undefined;
+    let published = false;
+    try {
+      fh = await fsp.open(tmp, 'wx', this.#o.fileMode);
+      let size = 0;
+      if (data instanceof Uint8Array) {
+        await writeFully(fh, data);
+        size = data.byteLength;
+      } else {
+        for await (const chunk of data) {
+          throwIfAborted(signal, key);
+          if (!(chunk instanceof Uint8Array)) {
+            throw new TierError('INVALID_ARGUMENT', 'write streams must yield Uint8Array chunks', {
+              key,
+              tier: this.name,
+              retryable: false,
+            });
+          }
+          size += chunk.byteLength;
+          if (options?.size !== undefined && size > options.size) checkSize(size, options.size, key);
+          if (max !== undefined && size > max) throw this.#tooBig(key, size);
+          await writeFully(fh, chunk);
+        }
+        checkSize(size, options?.size, key);
+      }
+      if (this.#o.fsync) await fh.sync();
+      const st = await fh.stat({ bigint: true });
+      await fh.close();
+      fh = undefined;
+      throwIfAborted(signal, key);
+      await this.#paths.ensureParents(key, this.#o.dirMode);
+      const id = identity(st);
+      // The sidecar goes first and names the data file's identity: a crash before
+      // the rename leaves a sidecar that matches nothing and is ignored.
+      await this.#writeSidecar(key, id, options?.source);
+      const final = this.#paths.file(key);
+      if (this.#limited) {
+        await this.#withCapacity(() => this.#publishLimited(key, tmp, final, size, signal));
+      } else {
+        throwIfAborted(signal, key);
+        await fsp.rename(tmp, final);
+      }
+      published = true;
+      if (this.#o.fsync) await fsyncDir(dirname(final));
+      this.#sources.set(key, { id, source: options?.source });
+      const now = this.#clock();
+      this.#policy.insert(key, size, now);
+      if (this.#pins.has(key)) this.#policy.pin(key);
+      this.#journal.record(key, now);
+      return this.#meta(key, st, options?.source);
+    } catch (err) {
+      throw this.#error(err, key, 'write');
+    } finally {
+      if (fh) await fh.close().catch(() => {});
+      if (!published) await fsp.unlink(tmp).catch(() => {});
+    }
+  }
+
+  async delete(key: string, options?: OpOptions): Promise<void> {
+    await this.#enter(key, options);
+    try {
+      // A missing or linked parent means nothing of ours is there: deleting is a no-op.
+      if (await this.#paths.parentsAreReal(key)) {
+        if (this.#limited) {
+          await this.#withCapacity(async () => {
+            this.#usage -= await unlinkObject(this.#paths.file(key));
+          });
+        } else {
+          await unlinkObject(this.#paths.file(key));
+        }
+      }
+      await fsp.unlink(this.#sidecarPath(key)).catch(() => {});
+      this.#forget(key);
+    } catch (err) {
+      throw this.#error(err, key, 'delete');
+    }
+  }
+
+  async *list(prefix = '', options?: ListOptions): AsyncIterable<ObjectMeta> {
+    assertPrefix(prefix, this.name);
+    if (prefix !== '' && isReservedKey(prefix)) {
+      throw new TierError(
+        'INVALID_KEY',
+        `invalid prefix ${JSON.stringify(prefix)}: '${META_DIR}' is reserved`,
+        {
+          tier: this.name,
+          retryable: false,
+        },
+      );
+    }
+    this.#assertOpen();
+    throwIfAborted(options?.signal);
+    await this.#whenReady();
+    // Walk only the folder the prefix is in; a prefix is a string prefix, not only a folder.
+    const slash = prefix.lastIndexOf('/');
+    const dir = slash < 0 ? '' : prefix.slice(0, slash);
+    if (dir !== '' && !(await this.#paths.parentsAreReal(`${dir}/x`))) return;
+    let files: WalkedFile<BigIntStats>[];
+    try {
+      files = await walkFiles(this.#paths.real, dir, options?.signal, true);
+    } catch (err) {
+      throw this.#error(err, undefined, 'list');
+    }
+    const keys = files.filter((f) => f.key.startsWith(prefix)).sort((a, b) => (a.key < b.key ? -1 : 1));
+    for (const f of keys) {
+      throwIfAborted(options?.signal);
+      yield await this.#meta(f.key, f.st);
+    }
+  }
+
+  // ---- pins, purge, locks ------------------------------------------------
+
+  /** Keeps `key` from eviction, across restarts and for every process sharing the root. */
+  async pin(key: string): Promise<void> {
+    await this.#enter(key, undefined);
+    try {
+      const tmp = this.#tmpPath('p');
+      await fsp.writeFile(tmp, key);
+      await fsp.rename(tmp, this.#pinPath(key));
+    } catch (err) {
+      throw this.#error(err, key, 'pin');
+    }
+    this.#pins.add(key);
+    this.#policy.pin(key);
+  }
+
+  async unpin(key: string): Promise<void> {
+    await this.#enter(key, undefined);
+    try {
+      await fsp.unlink(this.#pinPath(key));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw this.#error(err, key, 'unpin');
+    }
+    this.#pins.delete(key);
+    this.#policy.unpin(key);
+  }
+
+  isPinned(key: string): boolean {
+    return this.#pins.has(key);
+  }
+
+  /** Evicts entries not used for `idleMs` (never pinned or in-use ones). Returns the keys removed. */
+  async purgeIdle(idleMs: number, options?: OpOptions): Promise<string[]> {
+    this.#assertOpen();
+    throwIfAborted(options?.signal);
+    await this.#whenReady();
+    const out: string[] = [];
+    const run = async () => {
+      for (const key of this.#policy.idle(idleMs, this.#clock())) {
+        throwIfAborted(options?.signal);
+        if ((await this.#evictOne(key)) !== undefined) out.push(key);
+      }
+    };
+    if (this.#limited) await this.#withCapacity(run);
+    else await run();
+    return out;
+  }
+
+  /**
+   * Takes the cross-process fill lock of `key` (a lock file in `.tierkit/locks`
+   * with a lease). Only one holder per key at a time across every process that
+   * shares the root. Release it when done; `lock.signal` aborts if it is lost.
+   */
+  async acquireLock(key: string, options?: FillLockOptions): Promise<FsLock> {
+    await this.#enter(key, options);
+    try {
+      return await this.#locks.acquire(`k-${keyHash(key)}`, options);
+    } catch (err) {
+      throw this.#error(err, key, 'lock');
+    }
+  }
+
+  /** One attempt at `key`'s fill lock: undefined when another holder has it. */
+  async tryLock(key: string): Promise<FsLock | undefined> {
+    await this.#enter(key, undefined);
+    try {
+      return await this.#locks.tryAcquire(`k-${keyHash(key)}`);
+    } catch (err) {
+      throw this.#error(err, key, 'lock');
+    }
+  }
+
+  /** Runs `fn` holding `key`'s fill lock; `fn` gets the lock (its signal aborts if the lock is lost). */
+  async withFillLock<T>(
+    key: string,
+    fn: (lock: FsLock) => Promise<T>,
+    options?: FillLockOptions,
+  ): Promise<T> {
+    const lock = await this.acquireLock(key, options);
+    try {
+      return await fn(lock);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /**
+   * Re-walks the root: adds objects other processes or programs put there,
+   * forgets vanished ones and (with `maxBytes`) resets the shared byte count.
+   */
+  async rescan(options?: OpOptions): Promise<void> {
+    this.#assertOpen();
+    throwIfAborted(options?.signal);
+    await this.#whenReady();
+    if (this.#limited) await this.#withCapacity(() => this.#rescanLocked());
+    else await this.#rescanLocked();
+  }
+
+  /** Writes pending last-use times to the journal. Runs every `flushIntervalMs` and on close. */
+  async flush(): Promise<void> {
+    if (!this.#opened) return;
+    await this.#journal.flush(() => this.#useEntries(), Math.max(10_000, this.#policy.count * 2));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer) clearInterval(this.#timer);
+    try {
+      await this.ready;
+    } catch {
+      return;
+    }
+    await this.flush().catch(() => {});
+  }
+
+  // ---- internals ---------------------------------------------------------
+
+  get #limited(): boolean {
+    return this.#o.maxBytes !== undefined || this.#o.minFreeRatio > 0;
+  }
+
+  async #open(): Promise<void> {
+    const o = this.#o;
+    try {
+      if (o.create) await fsp.mkdir(o.root, { recursive: true, mode: o.dirMode });
+      const real = await fsp.realpath(o.root);
+      if (!(await fsp.stat(real)).isDirectory()) throw invalid(`tier root ${o.root} is not a directory`);
+      this.#paths = new RootPaths(real, this.name);
+      const metaRoot = this.#paths.meta();
+      await fsp.mkdir(metaRoot, { recursive: true, mode: o.dirMode });
+      if (!(await fsp.lstat(metaRoot)).isDirectory()) {
+        throw new TierError('UNAVAILABLE', `${metaRoot} must be a real directory, not a link`, {
+          tier: this.name,
+          retryable: false,
+        });
+      }
+      for (const d of ['tmp', 'locks', 'meta', 'pins', 'uses']) {
+        await fsp.mkdir(this.#paths.meta(d), { recursive: true, mode: o.dirMode });
+      }
+      this.#locks = new LockFiles({
+        dir: this.#paths.meta('locks'),
+        tmpDir: this.#paths.meta('tmp'),
+        leaseMs: o.lockLeaseMs,
+        pollMs: o.lockPollMs,
+        instance: this.#instance,
+        tier: this.name,
+      });
+      this.#journal = new UseJournal(this.#paths.meta('uses'), this.#paths.meta('tmp'), this.#instance);
+      await this.#cleanTemps();
+      await this.#loadPins();
+      const files = await walkFiles(real, '');
+      const { uses, merged } = await this.#journal.load();
+      const entries = files.map((f) => ({
+        key: f.key,
+        size: Number(f.st.size),
+        lastUsed: uses.get(f.key) ?? Number(f.st.mtimeMs),
+      }));
+      // Oldest first, so an insertion-ordered LRU ends up in last-use order.
+      entries.sort((a, b) => a.lastUsed - b.lastUsed);
+      for (const e of entries) {
+        this.#policy.insert(e.key, e.size, e.lastUsed);
+        if (this.#pins.has(e.key)) this.#policy.pin(e.key);
+      }
+      await this.#journal.compact(
+        entries.map((e) => [e.key, e.lastUsed] as [string, number]),
+        merged,
+      );
+      if (o.maxBytes !== undefined) {
+        // The first limited opener sets the shared count from its walk: while the
+        // count is missing no limited process can have published anything.
+        await this.#withCapacity(
+          async () => {},
+          files.reduce((n, f) => n + Number(f.st.size), 0),
+        );
+      }
+      this.#opened = true;
+      if (o.flushIntervalMs > 0) {
+        this.#timer = setInterval(() => void this.flush().catch(() => {}), o.flushIntervalMs);
+        this.#timer.unref();
+      }
+    } catch (err) {
+      throw this.#error(err, undefined, 'open');
+    }
+  }
+
+  /** Removes temp files left by processes that died mid-write (and old ones from other hosts). */
+  async #cleanTemps(): Promise<void> {
+    const dir = this.#paths.meta('tmp');
+    const now = Date.now();
+    for (const name of await fsp.readdir(dir)) {
+      const m = /^[a-z]-(\d+)-[0-9a-f]+-\d+.*@(.+)$/.exec(name);
+      const path = `${dir}${sep}${name}`;
+      let remove = false;
+      if (m && m[2] === HOST_SAFE && Number(m[1]) !== process.pid) remove = !isPidAlive(Number(m[1]));
+      if (!remove) {
+        const st = await fsp.lstat(path).catch(() => undefined);
+        remove = st !== undefined && now - st.mtimeMs > this.#o.staleTempMs;
+      }
+      if (remove) await fsp.rm(path, { force: true, recursive: true }).catch(() => {});
+    }
+  }
+
+  async #loadPins(): Promise<void> {
+    const dir = this.#paths.meta('pins');
+    for (const name of await fsp.readdir(dir)) {
+      const key = await fsp.readFile(`${dir}${sep}${name}`, 'utf8').catch(() => undefined);
+      if (key !== undefined && keyHash(key) === name) this.#pins.add(key);
+    }
+  }
+
+  async #whenReady(): Promise<void> {
+    if (!this.#opened) await this.ready;
+  }
+
+  /** Checks that run before any I/O: key, closed, aborted; then waits for the index. */
+  async #enter(key: string, options: OpOptions | undefined): Promise<void> {
+    assertKey(key, this.name);
+    if (isReservedKey(key)) {
+      throw new TierError(
+        'INVALID_KEY',
+        `invalid key ${JSON.stringify(key)}: '${META_DIR}' is reserved for tierkit`,
+        {
+          tier: this.name,
+          retryable: false,
+        },
+      );
+    }
+    this.#assertOpen();
+    throwIfAborted(options?.signal, key);
+    if (!this.#opened) await this.ready;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new TierError('CLOSED', `tier '${this.name}' is closed`, { retryable: false });
+  }
+
+  #tmpPath(kind: string): string {
+    return this.#paths.meta('tmp', `${kind}-${process.pid}-${this.#instance}-${++tmpSeq}@${HOST_SAFE}`);
+  }
+
+  #sidecarPath(key: string): string {
+    const h = keyHash(key);
+    return this.#paths.meta('meta', h.slice(0, 2), `${h}.json`);
+  }
+
+  #pinPath(key: string): string {
+    return this.#paths.meta('pins', keyHash(key));
+  }
+
+  async #writeSidecar(key: string, id: string, source: SourceMeta | undefined): Promise<void> {
+    const path = this.#sidecarPath(key);
+    if (source === undefined) {
+      // A stale sidecar must not outlive the data it described.
+      await fsp.unlink(path).catch(() => {});
+      return;
+    }
+    const dir = dirname(path);
+    if (!this.#metaDirs.has(dir)) {
+      await fsp.mkdir(dir, { recursive: true, mode: this.#o.dirMode });
+      this.#metaDirs.add(dir);
+    }
+    const body: Sidecar = { key, id, source };
+    const tmp = this.#tmpPath('m');
+    const fh = await fsp.open(tmp, 'wx');
+    try {
+      await fh.writeFile(JSON.stringify(body));
+      if (this.#o.fsync) await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(tmp, path);
+  }
+
+  async #sourceFor(key: string, id: string): Promise<SourceMeta | undefined> {
+    const cached = this.#sources.get(key);
+    if (cached?.id === id) return cached.source;
+    let source: SourceMeta | undefined;
+    try {
+      const body = JSON.parse(await fsp.readFile(this.#sidecarPath(key), 'utf8')) as Sidecar;
+      if (body.key === key && body.id === id) source = body.source;
+    } catch {
+      source = undefined;
+    }
+    this.#sources.set(key, { id, source });
+    return source;
+  }
+
+  async #meta(key: string, st: BigIntStats, source?: SourceMeta): Promise<ObjectMeta> {
+    const id = identity(st);
+    const src = source ?? (await this.#sourceFor(key, id));
+    return {
+      key,
+      size: Number(st.size),
+      etag: etagOf(st),
+      lastModified: Number(st.mtimeMs),
+      ...(src ? { source: src } : {}),
+    };
+  }
+
+  /** An object this process had not seen (another process wrote it): start tracking it. */
+  #discover(key: string, size: number): void {
+    const e = this.#policy.get(key);
+    if (e && e.size === size) return;
+    this.#policy.insert(key, size, e?.lastUsed ?? this.#clock());
+    if (this.#pins.has(key)) this.#policy.pin(key);
+  }
+
+  /** Size of the open regular file (undefined if it is not one); CHANGED when `ifMatch` names another version. */
+  async #checkedSize(
+    fh: fsp.FileHandle,
+    key: string,
+    ifMatch: string | undefined,
+  ): Promise<number | undefined> {
+    if (ifMatch === undefined) {
+      const st = await fh.stat();
+      return st.isFile() ? st.size : undefined;
+    }
+    const st = await fh.stat({ bigint: true });
+    if (!st.isFile()) return undefined;
+    const etag = etagOf(st);
+    if (etag !== ifMatch) {
+      throw new TierError('CHANGED', `'${key}' changed: ETag ${etag}, expected ${ifMatch}`, {
+        key,
+        tier: this.name,
+        retryable: false,
+        details: { etag, ifMatch },
+      });
+    }
+    return Number(st.size);
+  }
+
+  #touch(key: string): void {
+    const now = this.#clock();
+    this.#policy.touch(key, now);
+    this.#journal.record(key, now);
+  }
+
+  #forget(key: string): void {
+    this.#policy.remove(key);
+    this.#sources.delete(key);
+    this.#journal.forget(key);
+  }
+
+  *#useEntries(): Iterable<[string, number]> {
+    for (const e of this.#policy.entries()) yield [e.key, e.lastUsed];
+  }
+
+  async #readAt(
+    fh: fsp.FileHandle,
+    target: Uint8Array,
+    position: number,
+    signal: AbortSignal | undefined,
+    key: string,
+  ): Promise<void> {
+    const length = target.byteLength;
+    if (length < this.#o.parallelReadThreshold) {
+      await readFully(fh, target, position, key);
+      return;
+    }
+    // Disjoint subarrays of the caller's buffer, filled by parallel positioned reads.
+    const chunk = this.#o.readChunkSize;
+    const parts = Math.ceil(length / chunk);
+    let next = 0;
+    const worker = async () => {
+      for (let i = next++; i < parts; i = next++) {
+        throwIfAborted(signal, key);
+        const start = i * chunk;
+        await readFully(fh, target.subarray(start, Math.min(start + chunk, length)), position + start, key);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.#o.readConcurrency, parts) }, worker));
+  }
+
+  // ---- capacity ----------------------------------------------------------
+
+  /**
+   * Runs `fn` holding the root's capacity lock: in-process callers queue on a
+   * promise, processes on the `capacity` lock file. Every change to the bytes
+   * under the root made by a limited tier happens inside this section, so the
+   * shared count in `.tierkit/usage.json` stays exact.
+   */
+  async #withCapacity<T>(fn: () => Promise<T>, initialCount?: number): Promise<T> {
+    const prev = this.#capacityQueue;
+    let done!: () => void;
+    this.#capacityQueue = new Promise<void>((r) => {
+      done = r;
+    });
+    await prev;
+    let lock: FsLock | undefined;
+    try {
+      lock = await this.#locks.acquire(CAPACITY_LOCK);
+      const usage = await this.#readUsage();
+      if (this.#o.maxBytes !== undefined && usage === undefined && initialCount !== undefined) {
+        this.#usage = initialCount;
+        await this.#writeUsage();
+      } else if (this.#o.maxBytes !== undefined && (usage === undefined || lock.tookOver)) {
+        // A holder that died inside this section may have left the count wrong: recount.
+        await this.#rescanLocked();
+      } else this.#usage = usage ?? 0;
+      const before = this.#usage;
+      try {
+        return await fn();
+      } finally {
+        // Evictions count even when the write that asked for them fails afterwards.
+        if (this.#usage !== before) await this.#writeUsage();
+      }
+    } finally {
+      await lock?.release();
+      done();
+    }
+  }
+
+  async #readUsage(): Promise<number | undefined> {
+    try {
+      const body = JSON.parse(await fsp.readFile(this.#paths.meta('usage.json'), 'utf8')) as {
+        bytes?: unknown;
+      };
+      return typeof body.bytes === 'number' && body.bytes >= 0 ? body.bytes : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #writeUsage(): Promise<void> {
+    if (this.#o.maxBytes === undefined) return;
+    const tmp = this.#tmpPath('c');
+    await fsp.writeFile(tmp, JSON.stringify({ bytes: Math.max(0, this.#usage) }));
+    await fsp.rename(tmp, this.#paths.meta('usage.json'));
+  }
+
+  /** Walks the root and makes the index and the shared byte count match the disk. */
+  async #rescanLocked(): Promise<void> {
+    const files = await walkFiles(this.#paths.real, '');
+    let total = 0;
+    const seen = new Set<string>();
+    const fresh: { key: string; size: number; mtime: number }[] = [];
+    for (const f of files) {
+      const size = Number(f.st.size);
+      total += size;
+      seen.add(f.key);
+      const known = this.#policy.get(f.key);
+      if (!known) fresh.push({ key: f.key, size, mtime: Number(f.st.mtimeMs) });
+      else if (known.size !== size) this.#policy.insert(f.key, size, known.lastUsed);
+    }
+    fresh.sort((a, b) => a.mtime - b.mtime);
+    for (const f of fresh) {
+      this.#policy.insert(f.key, f.size, f.mtime);
+      if (this.#pins.has(f.key)) this.#policy.pin(f.key);
+    }
+    for (const e of [...this.#policy.entries()]) {
+      if (!seen.has(e.key) && !e.inUse) this.#forget(e.key);
+    }
+    this.#usage = total;
+    await this.#writeUsage();
+  }
+
+  /** Inside the capacity section: evict until the new object fits, then rename it into place. */
+  async #publishLimited(
+    key: string,
+    tmp: string,
+    final: string,
+    size: number,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const old = await regularFileSize(final);
+    const max = this.#o.maxBytes;
+    const ratio = this.#o.minFreeRatio;
+    const deficit = async (): Promise<number> => {
+      let need = max === undefined ? Number.NEGATIVE_INFINITY : this.#usage - old + size - max;
+      if (ratio > 0) {
+        // The temp file is already on disk; the rename frees the old object's blocks.
+        const s = await fsp.statfs(this.#paths.real);
+        need = Math.max(need, ratio * s.blocks * s.bsize - s.bavail * s.bsize - old);
+      }
+      return need;
+    };
+    // The key being replaced is never its own victim.
+    this.#policy.acquire(key);
+    try {
+      let rescanned = false;
+      for (;;) {
+        throwIfAborted(signal, key);
+        const need = await deficit();
+        if (need <= 0) break;
+        const victims = this.#policy.victims(need).filter((v) => v !== key);
+        if (victims.length === 0) {
+          if (!rescanned) {
+            // Other processes may have written or deleted since we looked: recount.
+            rescanned = true;
+            await this.#rescanLocked();
+            continue;
+          }
+          throw new TierError(
+            'CAPACITY',
+            `no room for '${key}' (${size} bytes): ${Math.ceil(need)} more bytes are needed and every ` +
+              'remaining entry is pinned or being read — raise maxBytes, lower minFreeRatio or unpin entries',
+            { key, tier: this.name, retryable: false, details: { size, need } },
+          );
+        }
+        for (const v of victims) await this.#evictOne(v);
+      }
+      await fsp.rename(tmp, final);
+      this.#usage += size - old;
+    } finally {
+      this.#policy.release(key);
+    }
+  }
+
+  /** Removes one entry's data (unless another process pinned it); returns its size, or undefined. */
+  async #evictOne(key: string): Promise<number | undefined> {
+    if (await exists(this.#pinPath(key))) {
+      this.#pins.add(key);
+      this.#policy.pin(key);
+      return undefined;
+    }
+    let size = 0;
+    if (await this.#paths.parentsAreReal(key)) size = await unlinkObject(this.#paths.file(key));
+    await fsp.unlink(this.#sidecarPath(key)).catch(() => {});
+    this.#forget(key);
+    if (this.#o.maxBytes !== undefined) this.#usage -= size;
+    this.#evictions++;
+    this.#evictedBytes += size;
+    try {
+      this.#onEvict?.(key, size);
+    } catch {
+      // A throwing callback must not break the write that triggered the eviction.
+    }
+    return size;
+  }
+
+  #tooBig(key: string, size: number): TierError {
+    return new TierError(
+      'CAPACITY',
+      `object '${key}' of ${size} bytes exceeds maxBytes ${this.#o.maxBytes}`,
+      {
+        key,
+        tier: this.name,
+        retryable: false,
+        details: { size, maxBytes: this.#o.maxBytes },
+      },
+    );
+  }
+
+  #error(err: unknown, key: string | undefined, op: string): TierError {
+    if (isTierError(err)) return err;
+    const code = (err as NodeJS.ErrnoException)?.code;
+    if (code === 'ABORT_ERR') return abortError(undefined, key);
+    const where = key === undefined ? '' : ` '${key}'`;
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+      const path = (err as NodeJS.ErrnoException).path ?? this.root;
+      return new TierError(
+        'UNAVAILABLE',
+        `${op}${where}: permission denied on ${path} (${code}) — give this process read and write access to ` +
+          `${this.root} and its .tierkit folder, or point the tier at a directory it owns`,
+        { cause: err, key, tier: this.name, retryable: false, details: { errno: code, path } },
+      );
+    }
+    if (code === 'EISDIR' || code === 'ENOTDIR' || code === 'ENOTEMPTY' || code === 'EEXIST') {
+      return new TierError(
+        'UNAVAILABLE',
+        `${op}${where}: the path clashes with an existing file or folder under ${this.root} ` +
+          "(a filesystem cannot hold both 'a' and 'a/b')",
+        { cause: err, key, tier: this.name, retryable: false, details: { errno: code } },
+      );
+    }
+    return fromSystemError(err, { key, tier: this.name, op });
+  }
+}
+
+export function createFsTier(options: FsTierOptions): FsTier {
+  return new FsTier(options);
+}
+
+const URL_OPTIONS: Record<string, 'size' | 'number' | 'bool' | 'string'> = {
+  name: 'string',
+  maxBytes: 'size',
+  minFreeRatio: 'number',
+  create: 'bool',
+  fsync: 'bool',
+  parallelReadThreshold: 'size',
+  readChunkSize: 'size',
+  readConcurrency: 'number',
+  lockLeaseMs: 'number',
+  lockPollMs: 'number',
+  flushIntervalMs: 'number',
+  staleTempMs: 'number',
+};
+
+/**
+ * Builds an FsTier from `file:///var/cache/models?maxBytes=200GiB&minFreeRatio=0.1`.
+ * Query parameters are the serializable options; `extra` (e.g. `onEvict`, `policy`) wins over them.
+ */
+export function fsTierFromUrl(url: string | URL, extra: Partial<FsTierOptions> = {}): FsTier {
+  let u: URL;
+  try {
+    u = typeof url === 'string' ? new URL(url) : url;
+  } catch (err) {
+    throw new TierError('INVALID_ARGUMENT', `not a URL: ${String(url)}`, { cause: err, retryable: false });
+  }
+  if (u.protocol !== 'file:') throw invalid(`fsTierFromUrl needs a file: URL, got ${u.protocol}`);
+  const opts: Record<string, unknown> = { root: fileURLToPath(u) };
+  for (const [k, v] of u.searchParams) {
+    const kind = URL_OPTIONS[k];
+    if (!kind) throw invalid(`unknown option '${k}' in ${u.href}`);
+    opts[k] =
+      kind === 'string'
+        ? v
+        : kind === 'bool'
+          ? parseBool(k, v)
+          : kind === 'size'
+            ? parseSize(k, v)
+            : num(k, v);
+  }
+  return new FsTier({ ...(opts as unknown as FsTierOptions), ...extra });
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kib: 1024,
+  kb: 1e3,
+  m: MiB,
+  mib: MiB,
+  mb: 1e6,
+  g: 1024 * MiB,
+  gib: 1024 * MiB,
+  gb: 1e9,
+  t: MiB * MiB,
+  tib: MiB * MiB,
+  tb: 1e12,
+};
+
+/** `1073741824`, `1GiB`, `1G` (binary) or `1GB` (decimal). */
+export function parseSize(name: string, v: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(v);
+  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw invalid(`option ${name}: '${v}' is not a size (e.g. 512MiB, 10GB)`);
+  return Math.floor(Number(m[1]) * unit);
+}
+
+function num(name: string, v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw invalid(`option ${name}: '${v}' is not a number`);
+  return n;
+}
+
+function parseBool(name: string, v: string): boolean {
+  if (/^(1|true|yes|on)$/i.test(v)) return true;
+  if (/^(0|false|no|off)$/i.test(v)) return false;
+  throw invalid(`option ${name}: '${v}' is not a boolean`);
+}
+
+function invalid(message: string): TierError {
+  return new TierError('INVALID_ARGUMENT', message, { retryable: false });
+}
+
+function resolveOptions(o: FsTierOptions): Resolved {
+  const positive = (name: keyof FsTierOptions, v: number | undefined, dflt: number, min = 1): number => {
+    if (v === undefined) return dflt;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min)
+      throw invalid(`option ${name} must be ≥ ${min}`);
+    return v;
+  };
+  if (o.maxBytes !== undefined && !(typeof o.maxBytes === 'number' && o.maxBytes >= 0)) {
+    throw invalid(`option maxBytes must be ≥ 0, got ${o.maxBytes}`);
+  }
+  const ratio = o.minFreeRatio ?? 0;
+  if (!(typeof ratio === 'number' && ratio >= 0 && ratio <= 1)) {
+    throw invalid(`option minFreeRatio must be between 0 and 1, got ${o.minFreeRatio}`);
+  }
+  return {
+    root: resolve(o.root),
+    maxBytes: o.maxBytes === Number.POSITIVE_INFINITY ? undefined : o.maxBytes,
+    minFreeRatio: ratio,
+    create: o.create ?? true,
+    fsync: o.fsync ?? true,
+    parallelReadThreshold: positive('parallelReadThreshold', o.parallelReadThreshold, 8 * MiB),
+    readChunkSize: positive('readChunkSize', o.readChunkSize, 4 * MiB),
+    readConcurrency: Math.floor(positive('readConcurrency', o.readConcurrency, 4)),
+    lockLeaseMs: positive('lockLeaseMs', o.lockLeaseMs, 30_000, 100),
+    lockPollMs: positive('lockPollMs', o.lockPollMs, 10),
+    flushIntervalMs: positive('flushIntervalMs', o.flushIntervalMs, 30_000, 0),
+    staleTempMs: positive('staleTempMs', o.staleTempMs, 3_600_000, 0),
+    fileMode: o.fileMode ?? 0o644,
+    dirMode: o.dirMode ?? 0o755,
+  };
+}
+
+/** The ETag of a file: size, mtime in ns and inode, in hex. A rename-published write always changes it. */
+function etagOf(st: BigIntStats): string {
+  return `"${st.size.toString(16)}-${st.mtimeNs.toString(16)}-${st.ino.toString(16)}"`;
+}
+
+function identity(st: BigIntStats): string {
+  return `${st.size}:${st.mtimeNs}:${st.ino}`;
+}
+
+/** Size of the regular file at `path` (0 when missing or not a file). */
+async function regularFileSize(path: string): Promise<number> {
+  try {
+    const st = await fsp.lstat(path);
+    return st.isFile() ? st.size : 0;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
+  }
+}
+
+/** Unlinks the object (or a link planted in its place, never its target); returns the bytes freed. */
+async function unlinkObject(path: string): Promise<number> {
+  let st: import('node:fs').Stats;
+  try {
+    st = await fsp.lstat(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return 0;
+    throw err;
+  }
+  if (st.isDirectory()) return 0;
+  try {
+    await fsp.unlink(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
+  }
+  return st.isFile() ? st.size : 0;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await fsp.access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function writeFully(fh: fsp.FileHandle, data: Uint8Array): Promise<void> {
+  let at = 0;
+  while (at < data.byteLength) {
+    const { bytesWritten } = await fh.write(data, at, data.byteLength - at);
+    at += bytesWritten;
+  }
+}
+
+/** Positioned reads until `target` is full; the file is never truncated in place, so a short read means it changed. */
+async function readFully(
+  fh: fsp.FileHandle,
+  target: Uint8Array,
+  position: number,
+  key: string,
+): Promise<void> {
+  let at = 0;
+  while (at < target.byteLength) {
+    const { bytesRead } = await fh.read(target, at, target.byteLength - at, position + at);
+    if (bytesRead === 0) {
+      throw new TierError('CHANGED', `'${key}' got shorter while it was being read`, {
+        key,
+        retryable: true,
+      });
+    }
+    at += bytesRead;
+  }
+}

@@ -1,0 +1,10 @@
+export {
+  createFsTier,
+  type FillLockOptions,
+  FsTier,
+  type FsTierOptions,
+  fsTierFromUrl,
+  parseSize,
+} from './fs-tier.js';
+export type { FsLock, LockOptions } from './lock.js';
+export { isReservedKey, META_DIR } from './paths.js';
