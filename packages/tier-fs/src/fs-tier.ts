@@ -20,6 +20,8 @@ import {
   type ListOptions,
   type ObjectMeta,
   type OpOptions,
+  type PartialEntry,
+  type PartialOptions,
   type Policy,
   type ReadIntoOptions,
   type ReadOptions,
@@ -36,6 +38,7 @@ import {
 } from '@tierkit/tier-core';
 import { UseJournal } from './journal.js';
 import { type FsLock, LockFiles, type LockOptions } from './lock.js';
+import { cleanPartialLeftovers, FsPartial, type PartialHost } from './partial.js';
 import { fsyncDir, HOST_SAFE, isPidAlive, isReservedKey, keyHash, META_DIR, RootPaths } from './paths.js';
 import { type WalkedFile, walkFiles } from './walk.js';
 
@@ -91,6 +94,8 @@ const CAPABILITY: TierCapability = Object.freeze({
 
 const MiB = 1024 * 1024;
 const CAPACITY_LOCK = 'capacity';
+/** A partial copy nobody has added a block to for this long is dropped at open. */
+const PARTIAL_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 
 interface Resolved {
   readonly root: string;
@@ -139,6 +144,8 @@ export class FsTier implements Tier {
   readonly #pins = new Set<string>();
   readonly #sources = new Map<string, { id: string; source?: SourceMeta }>();
   readonly #metaDirs = new Set<string>();
+  /** Partial copies' blocks this process wrote or checked: reopening need not check them again. */
+  readonly #verifiedBlocks = new Map<string, Uint8Array>();
   #capacityQueue: Promise<void> = Promise.resolve();
   #usage = 0;
   #evictions = 0;
@@ -341,26 +348,8 @@ export class FsTier implements Tier {
       const st = await fh.stat({ bigint: true });
       await fh.close();
       fh = undefined;
-      throwIfAborted(signal, key);
-      await this.#paths.ensureParents(key, this.#o.dirMode);
-      const id = identity(st);
-      // The sidecar goes first and names the data file's identity: a crash before
-      // the rename leaves a sidecar that matches nothing and is ignored.
-      await this.#writeSidecar(key, id, options?.source);
-      const final = this.#paths.file(key);
-      if (this.#limited) {
-        await this.#withCapacity(() => this.#publishLimited(key, tmp, final, size, signal));
-      } else {
-        throwIfAborted(signal, key);
-        await fsp.rename(tmp, final);
-      }
+      await this.#publishFile(key, tmp, st, options?.source, signal);
       published = true;
-      if (this.#o.fsync) await fsyncDir(dirname(final));
-      this.#sources.set(key, { id, source: options?.source });
-      const now = this.#clock();
-      this.#policy.insert(key, size, now);
-      if (this.#pins.has(key)) this.#policy.pin(key);
-      this.#journal.record(key, now);
       return this.#meta(key, st, options?.source);
     } catch (err) {
       throw this.#error(err, key, 'write');
@@ -368,6 +357,78 @@ export class FsTier implements Tier {
       if (fh) await fh.close().catch(() => {});
       if (!published) await fsp.unlink(tmp).catch(() => {});
     }
+  }
+
+  /**
+   * Moves a complete temp file into place as `key` (atomically, within capacity)
+   * and records it. The file is ours until this resolves; then it is the object.
+   */
+  async #publishFile(
+    key: string,
+    tmp: string,
+    st: BigIntStats,
+    source: SourceMeta | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    throwIfAborted(signal, key);
+    const size = Number(st.size);
+    await this.#paths.ensureParents(key, this.#o.dirMode);
+    const id = identity(st);
+    // The sidecar goes first and names the data file's identity: a crash before
+    // the rename leaves a sidecar that matches nothing and is ignored.
+    await this.#writeSidecar(key, id, source);
+    const final = this.#paths.file(key);
+    if (this.#limited) {
+      await this.#withCapacity(() => this.#publishLimited(key, tmp, final, size, signal));
+    } else {
+      throwIfAborted(signal, key);
+      await fsp.rename(tmp, final);
+    }
+    if (this.#o.fsync) await fsyncDir(dirname(final));
+    this.#sources.set(key, { id, source });
+    const now = this.#clock();
+    this.#policy.insert(key, size, now);
+    if (this.#pins.has(key)) this.#policy.pin(key);
+    this.#journal.record(key, now);
+  }
+
+  // ---- partial copies (block-granular fills) ----------------------------
+
+  /**
+   * Opens the partial copy of `key` made from `source` (see partial.ts): the
+   * stack fills it block by block and publishes it as a normal entry.
+   */
+  async openPartial(key: string, source: SourceMeta, options: PartialOptions): Promise<PartialEntry> {
+    await this.#enter(key, options);
+    const max = this.#o.maxBytes;
+    if (max !== undefined && source.size > max) throw this.#tooBig(key, source.size);
+    try {
+      return await FsPartial.open(this.#partialHost, key, source, options.blockSize);
+    } catch (err) {
+      throw this.#error(err, key, 'openPartial');
+    }
+  }
+
+  get #partialHost(): PartialHost {
+    return {
+      dir: this.#paths.meta('partial'),
+      fsync: this.#o.fsync,
+      fileMode: this.#o.fileMode,
+      locks: this.#locks,
+      tier: this.name,
+      verified: this.#verifiedBlocks,
+      publish: async (key, file, source) => {
+        let published = false;
+        try {
+          const st = await fsp.stat(file, { bigint: true });
+          await this.#publishFile(key, file, st, source, undefined);
+          published = true;
+          return await this.#meta(key, st, source);
+        } finally {
+          if (!published) await fsp.unlink(file).catch(() => {});
+        }
+      },
+    };
   }
 
   async delete(key: string, options?: OpOptions): Promise<void> {
@@ -559,7 +620,7 @@ export class FsTier implements Tier {
           retryable: false,
         });
       }
-      for (const d of ['tmp', 'locks', 'meta', 'pins', 'uses']) {
+      for (const d of ['tmp', 'locks', 'meta', 'pins', 'uses', 'partial']) {
         await fsp.mkdir(this.#paths.meta(d), { recursive: true, mode: o.dirMode });
       }
       this.#locks = new LockFiles({
@@ -572,6 +633,7 @@ export class FsTier implements Tier {
       });
       this.#journal = new UseJournal(this.#paths.meta('uses'), this.#paths.meta('tmp'), this.#instance);
       await this.#cleanTemps();
+      await cleanPartialLeftovers(this.#paths.meta('partial'), o.staleTempMs, PARTIAL_MAX_AGE_MS);
       await this.#loadPins();
       const files = await walkFiles(real, '');
       const { uses, merged } = await this.#journal.load();

@@ -1,0 +1,365 @@
+/**
+ * Partial copies of objects, filled block by block (tier-core's BlockCache).
+ *
+ * `.tierkit/partial/<keyhash>/` holds:
+ * - `info.json`: key, the source (size, ETag) the blocks come from, block size;
+ * - `data`: a sparse file of the object's size, blocks written at their offsets;
+ * - `blocks`: 8 bytes per block, a CRC-32 of the block then a marker, written
+ *   after the block's data. A block counts as present only with the marker, and
+ *   a partial reopened by a new process has its blocks checked against their
+ *   CRCs, so a block torn by a crash or power loss is fetched again, never served.
+ *
+ * Processes share a partial: each claims a block (a lock file with a lease)
+ * before fetching it, so each block is fetched once across processes. The
+ * directory is created under a private name and renamed into place, so two
+ * processes opening the same new partial agree on one.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { type ObjectMeta, type PartialEntry, type SourceMeta, TierError } from '@tierkit/tier-core';
+import type { FsLock, LockFiles } from './lock.js';
+import { HOST_SAFE, isPidAlive, keyHash } from './paths.js';
+
+const MARKER = 0x424c4b31; // 'BLK1'
+const SLOT = 8;
+
+interface Info {
+  readonly key: string;
+  readonly source: SourceMeta;
+  readonly blockSize: number;
+}
+
+/** What a partial needs from the tier that owns it. */
+export interface PartialHost {
+  /** `.tierkit/partial` */
+  readonly dir: string;
+  readonly fsync: boolean;
+  readonly fileMode: number;
+  readonly locks: LockFiles;
+  readonly tier: string;
+  /** Partial dir → blocks this process wrote or checked (so a reopen need not reread them). */
+  readonly verified: Map<string, Uint8Array>;
+  /** Publishes `file` (a private hard link to the data) as `key`; takes ownership of `file`. */
+  publish(key: string, file: string, source: SourceMeta): Promise<ObjectMeta>;
+}
+
+let seq = 0;
+
+function sameSource(a: SourceMeta, b: SourceMeta): boolean {
+  return a.size === b.size && a.etag === b.etag;
+}
+
+export class FsPartial implements PartialEntry {
+  readonly key: string;
+  readonly size: number;
+  readonly blockSize: number;
+  readonly blockCount: number;
+  readonly #host: PartialHost;
+  readonly #dir: string;
+  readonly #source: SourceMeta;
+  readonly #data: fsp.FileHandle;
+  readonly #blocks: fsp.FileHandle;
+  readonly #present: Uint8Array;
+  readonly #claims = new Map<number, FsLock>();
+  #closed = false;
+
+  private constructor(
+    host: PartialHost,
+    dir: string,
+    info: Info,
+    data: fsp.FileHandle,
+    blocks: fsp.FileHandle,
+  ) {
+    this.#host = host;
+    this.#dir = dir;
+    this.key = info.key;
+    this.#source = info.source;
+    this.size = info.source.size;
+    this.blockSize = info.blockSize;
+    this.blockCount = Math.ceil(this.size / this.blockSize);
+    this.#data = data;
+    this.#blocks = blocks;
+    const known = host.verified.get(dir);
+    this.#present = known?.length === this.blockCount ? known : new Uint8Array(this.blockCount);
+    host.verified.set(dir, this.#present);
+  }
+
+  /** Opens the partial copy of `key` from `source`, creating it, or replacing one of another source. */
+  static async open(
+    host: PartialHost,
+    key: string,
+    source: SourceMeta,
+    blockSize: number,
+  ): Promise<FsPartial> {
+    if (!Number.isSafeInteger(blockSize) || blockSize < 1) {
+      throw new TierError('INVALID_ARGUMENT', `blockSize must be a positive integer, got ${blockSize}`, {
+        key,
+        tier: host.tier,
+        retryable: false,
+      });
+    }
+    const dir = join(host.dir, keyHash(key));
+    for (let attempt = 0; ; attempt++) {
+      const info = await readInfo(dir);
+      if (info && info.key === key && sameSource(info.source, source) && info.blockSize === blockSize) {
+        const opened = await FsPartial.#openExisting(host, dir, info);
+        if (opened) return opened;
+      } else if (info || (await exists(dir))) {
+        // Another source, block size or a broken leftover: move it aside, then build ours.
+        host.verified.delete(dir);
+        await discardDir(host.dir, dir);
+      }
+      if (attempt >= 4) {
+        throw new TierError('UNAVAILABLE', `could not open the partial copy of '${key}' (it kept changing)`, {
+          key,
+          tier: host.tier,
+        });
+      }
+      await FsPartial.#create(host, dir, { key, source, blockSize });
+    }
+  }
+
+  static async #openExisting(host: PartialHost, dir: string, info: Info): Promise<FsPartial | undefined> {
+    let data: fsp.FileHandle | undefined;
+    let blocks: fsp.FileHandle | undefined;
+    try {
+      data = await fsp.open(join(dir, 'data'), 'r+');
+      blocks = await fsp.open(join(dir, 'blocks'), 'r+');
+    } catch (err) {
+      await data?.close();
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    const p = new FsPartial(host, dir, info, data, blocks);
+    try {
+      await p.#verify();
+    } catch (err) {
+      await p.close();
+      throw err;
+    }
+    return p;
+  }
+
+  static async #create(host: PartialHost, dir: string, info: Info): Promise<void> {
+    const tmp = join(host.dir, `.new-${process.pid}-${++seq}-${randomBytes(3).toString('hex')}@${HOST_SAFE}`);
+    await fsp.mkdir(tmp, { recursive: true });
+    try {
+      const data = await fsp.open(join(tmp, 'data'), 'wx', host.fileMode);
+      await data.truncate(info.source.size);
+      await data.close();
+      const blocks = await fsp.open(join(tmp, 'blocks'), 'wx');
+      await blocks.truncate(Math.ceil(info.source.size / info.blockSize) * SLOT);
+      await blocks.close();
+      await fsp.writeFile(join(tmp, 'info.json'), JSON.stringify(info));
+      await fsp.rename(tmp, dir);
+    } catch (err) {
+      await fsp.rm(tmp, { recursive: true, force: true });
+      const code = (err as NodeJS.ErrnoException).code;
+      // Someone else's partial got there first: use theirs.
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+    }
+  }
+
+  has(block: number): boolean {
+    return this.#present[block] === 1;
+  }
+
+  /** Picks up blocks other processes have written (their markers; their CRCs were checked by them). */
+  async refresh(): Promise<void> {
+    const slots = await this.#readSlots();
+    for (let b = 0; b < this.blockCount; b++) {
+      if (slots.readUInt32LE(b * SLOT + 4) === MARKER) this.#present[b] = 1;
+    }
+  }
+
+  async claim(block: number): Promise<boolean> {
+    if (this.#claims.has(block)) return true;
+    const lock = await this.#host.locks.tryAcquire(`p-${keyHash(this.key).slice(0, 32)}-${block}`);
+    if (!lock) return false;
+    this.#claims.set(block, lock);
+    return true;
+  }
+
+  async release(block: number): Promise<void> {
+    const lock = this.#claims.get(block);
+    this.#claims.delete(block);
+    await lock?.release();
+  }
+
+  async writeBlock(block: number, bytes: Uint8Array): Promise<void> {
+    const offset = block * this.blockSize;
+    const expected = Math.min(this.blockSize, this.size - offset);
+    if (!(block >= 0 && block < this.blockCount) || bytes.byteLength !== expected) {
+      throw new TierError('INVALID_ARGUMENT', `block ${block} of '${this.key}' must be ${expected} bytes`, {
+        key: this.key,
+        tier: this.#host.tier,
+        retryable: false,
+      });
+    }
+    await writeAll(this.#data, bytes, offset);
+    const slot = Buffer.alloc(SLOT);
+    slot.writeUInt32LE(crc32(bytes), 0);
+    slot.writeUInt32LE(MARKER, 4);
+    // The marker goes after the data: a block is never marked before its bytes are written.
+    await writeAll(this.#blocks, slot, block * SLOT);
+    this.#present[block] = 1;
+  }
+
+  async readInto(target: Uint8Array, offset: number): Promise<void> {
+    if (target.byteLength === 0) return;
+    const first = Math.floor(offset / this.blockSize);
+    const last = Math.floor((offset + target.byteLength - 1) / this.blockSize);
+    for (let b = first; b <= last; b++) {
+      if (!this.has(b)) {
+        throw new TierError('IO', `block ${b} of '${this.key}' is not present yet`, {
+          key: this.key,
+          tier: this.#host.tier,
+          retryable: false,
+        });
+      }
+    }
+    let done = 0;
+    while (done < target.byteLength) {
+      const { bytesRead } = await this.#data.read(target, done, target.byteLength - done, offset + done);
+      if (bytesRead === 0)
+        throw new TierError('IO', `partial copy of '${this.key}' is shorter than expected`);
+      done += bytesRead;
+    }
+  }
+
+  async publish(): Promise<ObjectMeta> {
+    for (let b = 0; b < this.blockCount; b++) {
+      if (!this.has(b)) {
+        throw new TierError('IO', `cannot publish '${this.key}': block ${b} is missing`, {
+          key: this.key,
+          tier: this.#host.tier,
+          retryable: false,
+        });
+      }
+    }
+    if (this.#host.fsync) await this.#data.sync();
+    // A private hard link is what gets renamed into place, so a process still
+    // filling or reading this partial keeps a valid file, and a second publisher
+    // only re-publishes the same bytes.
+    const link = join(
+      this.#host.dir,
+      `.pub-${process.pid}-${++seq}-${randomBytes(3).toString('hex')}@${HOST_SAFE}`,
+    );
+    await fsp.link(join(this.#dir, 'data'), link);
+    const meta = await this.#host.publish(this.key, link, this.#source);
+    await this.discard();
+    return meta;
+  }
+
+  async discard(): Promise<void> {
+    this.#host.verified.delete(this.#dir);
+    await discardDir(this.#host.dir, this.#dir);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const b of [...this.#claims.keys()]) await this.release(b);
+    await this.#data.close().catch(() => {});
+    await this.#blocks.close().catch(() => {});
+  }
+
+  async #readSlots(): Promise<Buffer> {
+    const buf = Buffer.alloc(this.blockCount * SLOT);
+    const { bytesRead } = await this.#blocks.read(buf, 0, buf.byteLength, 0);
+    return bytesRead === buf.byteLength
+      ? buf
+      : Buffer.concat([buf.subarray(0, bytesRead), Buffer.alloc(buf.byteLength - bytesRead)]);
+  }
+
+  /** Marks present the blocks whose bytes match their CRC; a torn block is cleared to be fetched again. */
+  async #verify(): Promise<void> {
+    const slots = await this.#readSlots();
+    const buf = Buffer.allocUnsafe(Math.min(this.blockSize, Math.max(this.size, 1)));
+    for (let b = 0; b < this.blockCount; b++) {
+      if (this.#present[b] === 1 || slots.readUInt32LE(b * SLOT + 4) !== MARKER) continue;
+      const offset = b * this.blockSize;
+      const length = Math.min(this.blockSize, this.size - offset);
+      const view = buf.subarray(0, length);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await this.#data.read(view, done, length - done, offset + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      if (done === length && crc32(view) === slots.readUInt32LE(b * SLOT)) this.#present[b] = 1;
+      else await writeAll(this.#blocks, Buffer.alloc(SLOT), b * SLOT);
+    }
+  }
+}
+
+async function writeAll(fh: fsp.FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < bytes.byteLength) {
+    const { bytesWritten } = await fh.write(bytes, done, bytes.byteLength - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+async function readInfo(dir: string): Promise<Info | undefined> {
+  try {
+    const info = JSON.parse(await fsp.readFile(join(dir, 'info.json'), 'utf8')) as Info;
+    if (typeof info.key !== 'string' || typeof info.source?.size !== 'number' || !(info.blockSize > 0)) {
+      return undefined;
+    }
+    return info;
+  } catch {
+    return undefined;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return fsp.lstat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Renames a partial aside (atomic for everyone else), then removes it. */
+async function discardDir(root: string, dir: string): Promise<void> {
+  const aside = join(root, `.old-${process.pid}-${++seq}-${randomBytes(3).toString('hex')}@${HOST_SAFE}`);
+  try {
+    await fsp.rename(dir, aside);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  await fsp.rm(aside, { recursive: true, force: true });
+}
+
+/**
+ * Removes what dead processes left in `.tierkit/partial` (half-made or
+ * half-removed partials, unpublished links; other hosts' after `leftoverAgeMs`),
+ * and partials nobody has touched for `partialAgeMs`. Live partials stay.
+ */
+export async function cleanPartialLeftovers(
+  dir: string,
+  leftoverAgeMs: number,
+  partialAgeMs: number,
+): Promise<void> {
+  const now = Date.now();
+  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
+    const path = join(dir, name);
+    const m = /^\.(new|old|pub)-(\d+)-\d+-[0-9a-f]+@(.+)$/.exec(name);
+    let remove = false;
+    if (m) {
+      remove = m[1] === 'old' || (m[3] === HOST_SAFE && !isPidAlive(Number(m[2])));
+      if (!remove) {
+        const st = await fsp.lstat(path).catch(() => undefined);
+        remove = st !== undefined && now - st.mtimeMs > leftoverAgeMs;
+      }
+    } else {
+      // A partial's `blocks` file changes with every block written: its age is the partial's idle time.
+      const st = await fsp.stat(join(path, 'blocks')).catch(() => fsp.lstat(path).catch(() => undefined));
+      remove = st !== undefined && now - st.mtimeMs > partialAgeMs;
+    }
+    if (remove) await fsp.rm(path, { recursive: true, force: true }).catch(() => {});
+  }
+}
