@@ -95,6 +95,11 @@ export class BlockFill {
     });
   }
 
+  /** Waits until no block of this fill is being fetched (before the entry is closed). */
+  async settle(): Promise<void> {
+    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight.values()]);
+  }
+
   /** Publishes the object once every block is present (once per fill). */
   publish(): Promise<unknown> {
     this.#published ??= this.entry.publish();

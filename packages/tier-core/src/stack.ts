@@ -494,6 +494,8 @@ class Stack implements Tier {
     const slot = this.#fills.get(key);
     if (slot && --slot.refs > 0) return;
     if (slot) this.#fills.delete(key);
+    // Fetches a failed read left running must finish before their entry closes.
+    await fill.settle();
     this.#blockBytes += fill.fetchedBytes;
     fill.fetchedBytes = 0;
     await fill.entry.close();

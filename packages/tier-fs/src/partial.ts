@@ -176,8 +176,14 @@ export class FsPartial implements PartialEntry {
 
   async claim(block: number): Promise<boolean> {
     if (this.#claims.has(block)) return true;
+    if (this.#closed) return false;
     const lock = await this.#host.locks.tryAcquire(`p-${keyHash(this.key).slice(0, 32)}-${block}`);
     if (!lock) return false;
+    if (this.#closed) {
+      // Closed while we waited: a claim kept now would never be released.
+      await lock.release();
+      return false;
+    }
     this.#claims.set(block, lock);
     return true;
   }
