@@ -432,7 +432,8 @@ class Stack implements Tier {
     let handedOff = false;
     try {
       const v = await how.blocks(fill, meta.size);
-      this.#count(this.#tiers[i]!, v, how.size);
+      // Served from the cache's partial copy; what came from the origin is `blockBytesFetched`.
+      this.#count(this.#tiers[b]!, v, how.size);
       if (how.streaming) {
         handedOff = true;
         const stream = v as unknown as Readable;

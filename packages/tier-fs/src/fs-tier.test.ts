@@ -40,7 +40,14 @@ describe('layout on disk', () => {
     await tier.pin('models/llama/model.gguf');
     expect(await readFile(join(root, 'models', 'llama', 'model.gguf'), 'utf8')).toBe('weights');
     expect((await readdir(root)).sort()).toEqual(['.tierkit', 'models']);
-    expect((await readdir(join(root, '.tierkit'))).sort()).toEqual(['locks', 'meta', 'partial', 'pins', 'tmp', 'uses']);
+    expect((await readdir(join(root, '.tierkit'))).sort()).toEqual([
+      'locks',
+      'meta',
+      'partial',
+      'pins',
+      'tmp',
+      'uses',
+    ]);
     for await (const m of tier.list()) expect(m.key.startsWith('.tierkit')).toBe(false);
     for (const key of ['.tierkit/tmp/x', '.tierkit', '.TierKit/meta', '.tierkit./x', '.tierkit /y']) {
       await expectCode(tier.write(key, enc('x')), 'INVALID_KEY');
