@@ -44,6 +44,8 @@ export class BlockFill {
   readonly #config: BlockFillConfig;
   readonly #slots: Slots;
   readonly #inflight = new Map<number, Promise<void>>();
+  /** Block buffers reused across fetches: a fill of many blocks allocates `concurrency` of them, not one per block. */
+  readonly #pool: Uint8Array[] = [];
   /** Bytes fetched from the source by this fill. */
   fetchedBytes = 0;
   #published: Promise<unknown> | undefined;
@@ -107,7 +109,7 @@ export class BlockFill {
   }
 
   /** A stream of `length` bytes at `offset`, each block handed on as soon as it is present. */
-  stream(offset: number, length: number, signal?: AbortSignal): Readable {
+  stream(offset: number, length: number, signal?: AbortSignal, beforeEnd?: () => Promise<void>): Readable {
     const [first, last] = this.blocksOf(offset, length);
     const bs = this.entry.blockSize;
     let next = first;
@@ -132,15 +134,20 @@ export class BlockFill {
             return out;
           })
           .then(
-            (chunk) => {
+            async (chunk) => {
               readable.push(chunk);
-              if (b === last) readable.push(null);
+              if (b === last) {
+                await beforeEnd?.();
+                readable.push(null);
+              }
             },
             (err) => readable.destroy(err),
           );
       },
     });
-    if (first > last) readable.push(null);
+    if (first > last) {
+      void (beforeEnd?.() ?? Promise.resolve()).finally(() => readable.push(null));
+    }
     return readable;
   }
 
@@ -173,7 +180,17 @@ export class BlockFill {
     const entry = this.entry;
     const offset = b * entry.blockSize;
     const length = Math.min(entry.blockSize, entry.size - offset);
-    const bytes = new Uint8Array(length);
+    const buffer = this.#pool.pop() ?? Buffer.allocUnsafe(entry.blockSize);
+    try {
+      await this.#copyInto(b, buffer.subarray(0, length), offset);
+    } finally {
+      this.#pool.push(buffer);
+    }
+  }
+
+  async #copyInto(b: number, bytes: Uint8Array, offset: number): Promise<void> {
+    const entry = this.entry;
+    const length = bytes.byteLength;
     const n = await this.#source.readInto(entry.key, bytes, { offset, length, ifMatch: this.#etag });
     if (n === undefined) {
       throw new TierError('CHANGED', `'${entry.key}' disappeared from '${this.#source.name}' during a fill`, {

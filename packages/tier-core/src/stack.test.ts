@@ -176,6 +176,17 @@ describe('createStack', () => {
     expect(stack.stats().promotions).toBe(2);
   });
 
+  it('fill() copies an object into every tier above the one holding it', async () => {
+    const { hot, warm, originMem, stack } = setup();
+    await originMem.write('k', patternBytes(300));
+    expect((await stack.fill('k'))?.size).toBe(300);
+    expect(await hot.read('k')).toEqual(patternBytes(300));
+    expect(await warm.read('k')).toEqual(patternBytes(300));
+    expect(stack.stats().promotions).toBe(2);
+    await stack.fill('k');
+    expect(stack.stats().promotions).toBe(2);
+  });
+
   it('refuses bad configurations', () => {
     expect(() => createStack([])).toThrow(/at least one tier/);
     expect(() => createStack([new MemoryTier(), new MemoryTier()])).toThrow(/named 'memory'/);

@@ -269,12 +269,48 @@ class Stack implements Tier {
     return this.#serve(key, options, {
       op: (t) => t.readStream(key, { range: options?.range, signal: options?.signal }),
       size: () => 0,
-      blocks: async (fill, size) => {
+      blocks: async (fill, size, finish) => {
         const r = resolveRange(options?.range, size, key);
-        return fill.stream(r.offset, r.length, options?.signal);
+        // A stream that completes the copy publishes it before it ends.
+        return fill.stream(r.offset, r.length, options?.signal, finish);
       },
       streaming: true,
     });
+  }
+
+  /**
+   * Makes `key` complete in the top tier that can hold it, fetching only what
+   * is missing (block by block where a tier can hold partial copies), and
+   * resolves to the stack's view of it; undefined if no tier has it. This is
+   * what pre-warming is built on.
+   */
+  async fill(key: string, options?: OpOptions): Promise<ObjectMeta | undefined> {
+    const signal = options?.signal;
+    this.#check(key, signal);
+    await this.#validate(key, signal);
+    for (let i = 0; i < this.#tiers.length; i++) {
+      const t = this.#tiers[i]!;
+      const meta = await t.stat(key, { signal });
+      if (!meta) continue;
+      if (i === 0 || !this.#o.promote) return i === this.#tiers.length - 1 ? meta : asStackMeta(meta);
+      const b = this.#blockTierAbove(i);
+      if (b !== undefined) {
+        const done = await this.#serveBlocksRetrying(b, i, key, meta, signal, {
+          op: async () => undefined,
+          size: () => 0,
+          blocks: async (fill, size, finish) => {
+            await fill.ensure(...fill.blocksOf(0, size), signal);
+            await finish();
+            return size;
+          },
+        });
+        if (done === undefined) continue;
+      } else {
+        await this.#promote(i, key, meta, signal);
+      }
+      return this.stat(key, { signal });
+    }
+    return undefined;
   }
 
   async write(key: string, data: WriteData, options?: WriteOptions): Promise<ObjectMeta> {
@@ -431,15 +467,12 @@ class Stack implements Tier {
     const fill = await this.#openFill(b, i, key, source, signal);
     let handedOff = false;
     try {
-      const v = await how.blocks(fill, meta.size);
+      const v = await how.blocks(fill, meta.size, () => this.#finishFill(b, key, meta, fill));
       // Served from the cache's partial copy; what came from the origin is `blockBytesFetched`.
       this.#count(this.#tiers[b]!, v, how.size);
       if (how.streaming) {
         handedOff = true;
-        const stream = v as unknown as Readable;
-        stream.once('close', () => {
-          void this.#finishFill(b, key, meta, fill).finally(() => this.#closeFill(key, fill));
-        });
+        (v as unknown as Readable).once('close', () => void this.#closeFill(key, fill));
       } else {
         await this.#finishFill(b, key, meta, fill);
       }
@@ -647,13 +680,15 @@ function asStackMeta(m: ObjectMeta): ObjectMeta {
 interface ServeHow<T> {
   op: (t: Tier) => Promise<T | undefined>;
   size: (v: T) => number;
-  blocks: (fill: BlockFill, size: number) => Promise<T>;
+  /** `finish` publishes the partial copy if it is complete (never throws). */
+  blocks: (fill: BlockFill, size: number, finish: () => Promise<void>) => Promise<T>;
   /** The result is a stream that reads the partial copy after `blocks` returns. */
   streaming?: boolean;
 }
 
 export type StackTier = Tier & {
   readonly tiers: readonly Tier[];
+  fill(key: string, options?: OpOptions): Promise<ObjectMeta | undefined>;
   stats(): StackStats;
 };
 
