@@ -48,8 +48,13 @@ export interface StackOptions {
    * so a range read fetches only the blocks it touches.
    */
   readonly blockSize?: number;
-  /** Blocks of one object fetched at once (default 8). */
+  /**
+   * Spans of one object fetched at once (default 4). A span is a run of
+   * consecutive missing blocks fetched as one ranged stream, at most `spanBytes`
+   * (default 64 MiB); the origin tier may split it further (tier-s3 does).
+   */
   readonly fillConcurrency?: number;
+  readonly spanBytes?: number;
   /** How often a reader looks for a block another process is fetching (ms, default 25). */
   readonly fillPollMs?: number;
   readonly clock?: () => number;
@@ -65,6 +70,7 @@ interface ResolvedStackOptions {
   closeTiers: boolean;
   blockSize: number;
   fillConcurrency: number;
+  spanBytes: number;
   fillPollMs: number;
   clock: () => number;
   onWarning?: StackOptions['onWarning'];
@@ -115,7 +121,8 @@ function resolveOptions(options: StackOptions): ResolvedStackOptions {
     writeMode,
     validate,
     blockSize: positive('blockSize', options.blockSize, 8 * 1024 * 1024),
-    fillConcurrency: positive('fillConcurrency', options.fillConcurrency, 8),
+    fillConcurrency: positive('fillConcurrency', options.fillConcurrency, 4),
+    spanBytes: positive('spanBytes', options.spanBytes, 64 * 1024 * 1024),
     fillPollMs: positive('fillPollMs', options.fillPollMs, 25),
     promote: options.promote ?? true,
     staleIfError: options.staleIfError ?? false,
@@ -508,6 +515,7 @@ class Stack implements Tier {
         (entry) =>
           new BlockFill(entry, this.#tiers[i]!, source.etag, {
             concurrency: this.#o.fillConcurrency,
+            spanBytes: this.#o.spanBytes,
             pollMs: this.#o.fillPollMs,
           }),
       );
