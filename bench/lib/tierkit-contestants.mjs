@@ -11,7 +11,7 @@ import { CREDENTIALS, REGION } from './s3-env.mjs';
 export const S3_OPTIONS = {};
 /** fs tier settings used by the bench (tier-fs's defaults unless set here). */
 export const FS_OPTIONS = {};
-/** Stack settings used by the bench (tier-core's defaults unless set here: 8 MiB blocks, 8 at once). */
+/** Stack settings used by the bench (tier-core's defaults unless set here: 8 MiB blocks, 4 spans of up to 64 MiB at once). */
 export const STACK_OPTIONS = {};
 
 function s3Options(endpoint, bucket, extra) {
@@ -34,6 +34,8 @@ export function s3Concurrency(extra = {}) {
 /**
  * Cold fill: a stack [fs cache at `cacheDir`, S3 origin] reads `key` through,
  * completely, so that it ends up in the cache. Modes:
+ * - `fill`: `stack.fill(key)`, what pre-warming does: the object lands in the
+ *   cache and nothing is read back;
  * - `stream`: `readStream` drained, as a consumer would (bounded memory);
  * - `readInto`: one whole-object `readInto` a buffer of the object's size
  *   (allocated per call, as a loader of weights into memory would).
@@ -64,7 +66,9 @@ export async function tierkitColdFill({
   });
   const why = () => warnings.map((w) => `${w.op} into ${w.tier}: ${w.error?.message ?? w.error}`).join('; ');
   try {
-    if (mode === 'readInto') {
+    if (mode === 'fill') {
+      if (!(await stack.fill(key))) throw new Error(`tierkit: ${key} not found`);
+    } else if (mode === 'readInto') {
       const meta = await stack.stat(key);
       if (!meta) throw new Error(`tierkit: ${key} not found`);
       const n = await stack.readInto(key, Buffer.allocUnsafe(meta.size));

@@ -110,7 +110,10 @@ export default async function coldFill(ctx) {
           rangedGetProbe({ ...common, endpoint, dest, concurrency: c }),
         );
       }
-      tk('tierkit', 'tierkit: stack [fs, s3], readStream drained', { mode: 'stream' });
+      tk('tierkit', 'tierkit: stack [fs, s3], fill() (pre-warm: into the cache, nothing read back)', {
+        mode: 'fill',
+      });
+      tk('tierkit-stream', 'tierkit: stack [fs, s3], readStream drained', { mode: 'stream' });
       tk('tierkit-readinto', 'tierkit: stack [fs, s3], whole-object readInto (allocates the object)', {
         mode: 'readInto',
       });
