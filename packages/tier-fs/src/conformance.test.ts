@@ -34,7 +34,7 @@ runTierConformance(vitest, {
 });
 
 runTierConformance(vitest, {
-  name: 'stack [fs over memory] (fs is the origin here: a plain read-through copy)',
+  name: 'stack [memory over fs] (whole-object promotion into memory)',
   create: async () => {
     const root = await mkdtemp(join(tmpdir(), 'tierkit-fs-conf-'));
     const tier = createStack([new MemoryTier({ name: 'ram' }), new FsTier({ root })]);
