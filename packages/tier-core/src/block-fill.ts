@@ -219,10 +219,19 @@ export class BlockFill {
     const theirs: number[] = [];
     try {
       await entry.refresh();
+      const claimed: number[] = [];
       for (const b of span) {
         if (entry.has(b)) this.#done(b);
-        else if (await entry.claim(b)) mine.push(b);
+        else if (await entry.claim(b)) claimed.push(b);
         else theirs.push(b);
+      }
+      // A block another process finished (and released) while we claimed is not fetched again.
+      if (claimed.length > 0) await entry.refresh();
+      for (const b of claimed) {
+        if (entry.has(b)) {
+          await entry.release(b);
+          this.#done(b);
+        } else mine.push(b);
       }
       // Claimed blocks in contiguous runs, one ranged stream each.
       let run: number[] = [];

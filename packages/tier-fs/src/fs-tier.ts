@@ -3,7 +3,7 @@
  * under the root; everything else tierkit keeps lives in `<root>/.tierkit/`.
  * See README.md for the layout, the multi-process rules and NFS notes.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { type BigIntStats, promises as fsp } from 'node:fs';
 import { dirname, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -119,6 +119,36 @@ interface Sidecar {
   /** `<size>:<mtimeNs>:<ino>` of the data file this metadata belongs to. */
   readonly id: string;
   readonly source?: SourceMeta;
+  /** A digest of the data file's bytes, recorded by whoever computed it (the warmer). */
+  readonly checksum?: FsChecksum;
+}
+
+/** A digest of an entry's bytes, kept in its sidecar (tied to the data file's identity). */
+export interface FsChecksum {
+  readonly algorithm: 'sha256';
+  /** Lower-case hex. */
+  readonly value: string;
+}
+
+/** What the tier knows of one entry, for operators (`tierkit ls`, `stat`, `verify`). */
+export interface FsEntryInfo {
+  readonly key: string;
+  readonly size: number;
+  readonly etag: string;
+  readonly lastModified: number;
+  /** The origin's identity this copy was made from, when known. */
+  readonly source?: SourceMeta;
+  readonly checksum?: FsChecksum;
+  /**
+   * `ok`: the sidecar describes this file; `none`: there is no sidecar (a file
+   * another program put there, or a write without `source`); `stale`: the
+   * sidecar names another version of the file, so the file was changed outside
+   * tierkit (its source and checksum are not reported).
+   */
+  readonly metadata: 'ok' | 'none' | 'stale';
+  /** Last use known to this process's index (ms since the epoch). */
+  readonly lastUsed?: number;
+  readonly pinned: boolean;
 }
 
 let tmpSeq = 0;
@@ -514,6 +544,137 @@ export class FsTier implements Tier {
     return this.#pins.has(key);
   }
 
+  /**
+   * Evicts least recently used entries until the objects under the root take at
+   * most `maxBytes` (never pinned or in-use ones). Returns the keys removed.
+   */
+  async purgeToBytes(maxBytes: number, options?: OpOptions): Promise<string[]> {
+    if (!(Number.isFinite(maxBytes) && maxBytes >= 0))
+      throw invalid(`purgeToBytes: bad byte budget ${maxBytes}`);
+    this.#assertOpen();
+    throwIfAborted(options?.signal);
+    await this.#whenReady();
+    const out: string[] = [];
+    const run = async () => {
+      const need = this.#policy.totalBytes - maxBytes;
+      if (need <= 0) return;
+      for (const key of this.#policy.victims(need)) {
+        throwIfAborted(options?.signal);
+        if ((await this.#evictOne(key)) !== undefined) out.push(key);
+      }
+    };
+    if (this.#limited) await this.#withCapacity(run);
+    else await run();
+    return out;
+  }
+
+  /** The entry's size, identity, origin, stored checksum, last use and pin; undefined on a miss. */
+  async entryInfo(key: string, options?: OpOptions): Promise<FsEntryInfo | undefined> {
+    await this.#enter(key, options);
+    let fh: fsp.FileHandle | undefined;
+    try {
+      fh = await this.#paths.openRead(key);
+      if (!fh) return undefined;
+      const st = await fh.stat({ bigint: true });
+      if (!st.isFile()) return undefined;
+      this.#discover(key, Number(st.size));
+      const side = await this.#readSidecar(key);
+      const id = identity(st);
+      const metadata = side === undefined ? 'none' : side.id === id ? 'ok' : 'stale';
+      const ok = metadata === 'ok' ? side : undefined;
+      return {
+        key,
+        size: Number(st.size),
+        etag: etagOf(st),
+        lastModified: Number(st.mtimeMs),
+        ...(ok?.source ? { source: ok.source } : {}),
+        ...(ok?.checksum ? { checksum: ok.checksum } : {}),
+        metadata,
+        lastUsed: this.#policy.get(key)?.lastUsed,
+        pinned: this.#pins.has(key),
+      };
+    } catch (err) {
+      throw this.#error(err, key, 'entryInfo');
+    } finally {
+      await fh?.close().catch(() => {});
+    }
+  }
+
+  /**
+   * Hashes the entry's bytes (sha256) without counting as a use; resolves to the
+   * checksum and the ETag of the version hashed, or undefined on a miss.
+   */
+  async computeChecksum(
+    key: string,
+    options?: OpOptions,
+  ): Promise<{ checksum: FsChecksum; etag: string; size: number } | undefined> {
+    await this.#enter(key, options);
+    let fh: fsp.FileHandle | undefined;
+    let acquired = false;
+    try {
+      fh = await this.#paths.openRead(key);
+      if (!fh) return undefined;
+      const st = await fh.stat({ bigint: true });
+      if (!st.isFile()) return undefined;
+      this.#discover(key, Number(st.size));
+      this.#policy.acquire(key);
+      acquired = true;
+      const hash = createHash('sha256');
+      const buf = new Uint8Array(Math.min(4 * MiB, Math.max(1, Number(st.size))));
+      for (let pos = 0; ; ) {
+        throwIfAborted(options?.signal, key);
+        const { bytesRead } = await fh.read(buf, 0, buf.byteLength, pos);
+        if (bytesRead === 0) break;
+        hash.update(buf.subarray(0, bytesRead));
+        pos += bytesRead;
+      }
+      return {
+        checksum: { algorithm: 'sha256', value: hash.digest('hex') },
+        etag: etagOf(st),
+        size: Number(st.size),
+      };
+    } catch (err) {
+      throw this.#error(err, key, 'computeChecksum');
+    } finally {
+      if (acquired) this.#policy.release(key);
+      await fh?.close().catch(() => {});
+    }
+  }
+
+  /**
+   * Stores `checksum` in the entry's sidecar if the file is still the version
+   * `expectedEtag` names (false otherwise, nothing stored). The checksum is tied
+   * to the file's identity: a later write or an edit outside tierkit orphans it.
+   */
+  async setChecksum(
+    key: string,
+    checksum: FsChecksum,
+    expectedEtag: string,
+    options?: OpOptions,
+  ): Promise<boolean> {
+    await this.#enter(key, options);
+    if (checksum?.algorithm !== 'sha256' || !/^[0-9a-f]{64}$/.test(checksum.value ?? '')) {
+      throw invalid(`setChecksum '${key}': expected { algorithm: 'sha256', value: <64 hex> }`);
+    }
+    let fh: fsp.FileHandle | undefined;
+    try {
+      fh = await this.#paths.openRead(key);
+      if (!fh) return false;
+      const st = await fh.stat({ bigint: true });
+      if (!st.isFile() || etagOf(st) !== expectedEtag) return false;
+      const id = identity(st);
+      const side = await this.#readSidecar(key);
+      const source = side?.id === id ? side.source : undefined;
+      await this.#writeSidecarBody({ key, id, ...(source ? { source } : {}), checksum });
+      this.#sources.set(key, { id, source });
+      return true;
+    } catch (err) {
+      throw this.#error(err, key, 'setChecksum');
+    } finally {
+      await fh?.close().catch(() => {});
+    }
+  }
+
   /** Evicts entries not used for `idleMs` (never pinned or in-use ones). Returns the keys removed. */
   async purgeIdle(idleMs: number, options?: OpOptions): Promise<string[]> {
     this.#assertOpen();
@@ -741,12 +902,16 @@ export class FsTier implements Tier {
       await fsp.unlink(path).catch(() => {});
       return;
     }
+    await this.#writeSidecarBody({ key, id, source });
+  }
+
+  async #writeSidecarBody(body: Sidecar): Promise<void> {
+    const path = this.#sidecarPath(body.key);
     const dir = dirname(path);
     if (!this.#metaDirs.has(dir)) {
       await fsp.mkdir(dir, { recursive: true, mode: this.#o.dirMode });
       this.#metaDirs.add(dir);
     }
-    const body: Sidecar = { key, id, source };
     const tmp = this.#tmpPath('m');
     const fh = await fsp.open(tmp, 'wx');
     try {
@@ -756,6 +921,15 @@ export class FsTier implements Tier {
       await fh.close();
     }
     await fsp.rename(tmp, path);
+  }
+
+  async #readSidecar(key: string): Promise<Sidecar | undefined> {
+    try {
+      const body = JSON.parse(await fsp.readFile(this.#sidecarPath(key), 'utf8')) as Sidecar;
+      return body.key === key && typeof body.id === 'string' ? body : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   async #sourceFor(key: string, id: string): Promise<SourceMeta | undefined> {

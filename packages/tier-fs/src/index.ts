@@ -1,6 +1,8 @@
 export {
   createFsTier,
   type FillLockOptions,
+  type FsChecksum,
+  type FsEntryInfo,
   FsTier,
   type FsTierOptions,
   fsTierFromUrl,

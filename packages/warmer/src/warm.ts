@@ -1,0 +1,331 @@
+/**
+ * Pre-warming: make every object a manifest names complete in the top cache of
+ * a stack, fetching only what is missing or changed at the origin.
+ */
+import {
+  isTierError,
+  matchesSource,
+  type ObjectMeta,
+  type StackTier,
+  type Tier,
+  TierError,
+  throwIfAborted,
+} from '@tierkit/tier-core';
+import { type Manifest, resolveManifest } from './manifest.js';
+import { asChecksumCache, errorInfo, type ItemError } from './util.js';
+
+export interface WarmOptions {
+  /** Objects fetched at once (default 4). */
+  readonly concurrency?: number;
+  /**
+   * Bound on the bytes of the objects being fetched at once (default 1 GiB). An
+   * object bigger than the bound is fetched alone.
+   */
+  readonly maxBytesInFlight?: number;
+  readonly signal?: AbortSignal;
+  /** Called at most every `progressIntervalMs` while fetching, after each object, and at the end. */
+  readonly onProgress?: (progress: WarmProgress) => void;
+  readonly progressIntervalMs?: number;
+  /** Record a sha256 of each cached object for `verify` (default true; costs one local read). */
+  readonly checksum?: boolean;
+  /** Only report what would be fetched. */
+  readonly dryRun?: boolean;
+  /** Told of each object when it is done. */
+  readonly onItem?: (item: WarmItemResult) => void;
+}
+
+export interface WarmProgress {
+  /** Objects the manifest names. */
+  readonly filesTotal: number;
+  /** Of those, already fresh in the cache (skipped). */
+  readonly filesSkipped: number;
+  /** Objects to fetch, and how many are done / failed. */
+  readonly filesToFetch: number;
+  readonly filesDone: number;
+  readonly filesFailed: number;
+  /** Bytes to fetch, and fetched so far. */
+  readonly bytesTotal: number;
+  readonly bytesDone: number;
+  readonly bytesPerSecond: number;
+  /** Seconds left at the current rate; undefined until there is a rate. */
+  readonly etaSeconds: number | undefined;
+  readonly elapsedMs: number;
+  /** Keys being fetched now. */
+  readonly active: readonly string[];
+}
+
+/**
+ * - `fresh`: present and still matching the origin's size and ETag — skipped;
+ * - `fetched`: was not cached; `refetched`: was cached but changed at the origin
+ *   (or of unknown provenance) and was fetched again;
+ * - `failed`: see `error`; `planned`: a dry run would fetch it.
+ */
+export type WarmStatus = 'fresh' | 'fetched' | 'refetched' | 'failed' | 'planned';
+
+export interface WarmItemResult {
+  readonly key: string;
+  readonly size: number;
+  readonly status: WarmStatus;
+  /** Why a cached copy was fetched again. */
+  readonly reason?: 'changed' | 'unknown-source';
+  readonly error?: ItemError;
+  readonly sha256?: string;
+}
+
+export interface WarmSummary {
+  readonly items: readonly WarmItemResult[];
+  /** Keys the manifest names that the origin does not have. */
+  readonly missing: readonly string[];
+  readonly fresh: number;
+  readonly fetched: number;
+  readonly refetched: number;
+  readonly failed: number;
+  /** Bytes of the objects fetched (including refetched). */
+  readonly bytesFetched: number;
+  /** Bytes of every object the manifest names. */
+  readonly bytesTotal: number;
+  readonly elapsedMs: number;
+  readonly aborted: boolean;
+  /** True when nothing failed and nothing was missing. */
+  readonly ok: boolean;
+}
+
+/** A tier that counts the bytes it has served (see `instrumentTier`), for live byte progress. */
+interface ByteCounting {
+  readonly bytesRead: number;
+}
+
+function counterOf(t: Tier): ByteCounting | undefined {
+  return typeof (t as Partial<ByteCounting>).bytesRead === 'number'
+    ? (t as unknown as ByteCounting)
+    : undefined;
+}
+
+function positive(name: string, v: number | undefined, dflt: number): number {
+  const n = v ?? dflt;
+  if (!Number.isFinite(n) || n < 1) {
+    throw new TierError('INVALID_ARGUMENT', `${name} must be a positive number, got ${v}`, {
+      retryable: false,
+    });
+  }
+  return n;
+}
+
+/**
+ * Warms `manifest` into the top tier of `stack`. Objects present and valid
+ * against the origin are skipped; changed ones are fetched again; the summary
+ * says which. Rejects only for problems with the whole run (the origin cannot be
+ * listed, bad options); per-object failures are in the summary.
+ */
+export async function warm(
+  stack: StackTier,
+  manifest: Manifest,
+  options: WarmOptions = {},
+): Promise<WarmSummary> {
+  const started = Date.now();
+  const concurrency = Math.floor(positive('concurrency', options.concurrency, 4));
+  const maxInFlight = positive('maxBytesInFlight', options.maxBytesInFlight, 1024 ** 3);
+  const signal = options.signal;
+  const tiers = stack.tiers;
+  if (!tiers || tiers.length < 2) {
+    throw new TierError('INVALID_ARGUMENT', 'warm needs a stack with a cache tier above the origin', {
+      retryable: false,
+    });
+  }
+  const cache = tiers[0]!;
+  const origin = tiers[tiers.length - 1]!;
+  throwIfAborted(signal);
+  const { items, missing } = await resolveManifest(origin, manifest, { signal });
+
+  const results = new Map<string, WarmItemResult>();
+  const toFetch: { meta: ObjectMeta; reason?: 'changed' | 'unknown-source' }[] = [];
+  const sealer = options.checksum === false ? undefined : asChecksumCache(cache);
+  const record = (r: WarmItemResult) => {
+    results.set(r.key, r);
+    options.onItem?.(r);
+  };
+  for (const meta of items) {
+    throwIfAborted(signal);
+    let cached: ObjectMeta | undefined;
+    try {
+      cached = await cache.stat(meta.key, { signal });
+    } catch (err) {
+      if (isTierError(err, 'ABORTED')) throw err;
+      record({ key: meta.key, size: meta.size, status: 'failed', error: errorInfo(err) });
+      continue;
+    }
+    if (cached && matchesSource(cached, meta)) {
+      let sha256: string | undefined;
+      if (sealer && !options.dryRun) sha256 = await sealer.seal(meta.key, signal).catch(() => undefined);
+      record({ key: meta.key, size: meta.size, status: 'fresh', ...(sha256 ? { sha256 } : {}) });
+    } else {
+      toFetch.push({ meta, ...(cached ? { reason: cached.source ? 'changed' : 'unknown-source' } : {}) });
+    }
+  }
+
+  const bytesTotal = toFetch.reduce((n, f) => n + f.meta.size, 0);
+  const counter = counterOf(origin);
+  const counterStart = counter?.bytesRead ?? 0;
+  const active = new Set<string>();
+  let filesDone = 0;
+  let filesFailed = 0;
+  let completedBytes = 0;
+  const progress = (): WarmProgress => {
+    const live = counter ? Math.min(bytesTotal, counter.bytesRead - counterStart) : 0;
+    const bytesDone = Math.max(completedBytes, live);
+    const elapsedMs = Date.now() - started;
+    const rate = elapsedMs > 0 ? (bytesDone / elapsedMs) * 1000 : 0;
+    return {
+      filesTotal: items.length,
+      filesSkipped: items.length - toFetch.length,
+      filesToFetch: toFetch.length,
+      filesDone,
+      filesFailed,
+      bytesTotal,
+      bytesDone,
+      bytesPerSecond: rate,
+      etaSeconds: rate > 0 ? (bytesTotal - bytesDone) / rate : undefined,
+      elapsedMs,
+      active: [...active],
+    };
+  };
+  const emit = () => options.onProgress?.(progress());
+
+  let aborted = false;
+  if (options.dryRun) {
+    for (const f of toFetch) {
+      record({
+        key: f.meta.key,
+        size: f.meta.size,
+        status: 'planned',
+        ...(f.reason ? { reason: f.reason } : {}),
+      });
+    }
+  } else if (toFetch.length > 0) {
+    const timer = setInterval(emit, options.progressIntervalMs ?? 200);
+    timer.unref();
+    emit();
+    try {
+      await runBounded(toFetch, concurrency, maxInFlight, signal, async (f) => {
+        const { meta, reason } = f;
+        active.add(meta.key);
+        try {
+          await fetchOne(stack, cache, meta, signal);
+          let sha256: string | undefined;
+          if (sealer) sha256 = await sealer.seal(meta.key, signal);
+          completedBytes += meta.size;
+          filesDone++;
+          record({
+            key: meta.key,
+            size: meta.size,
+            status: reason ? 'refetched' : 'fetched',
+            ...(reason ? { reason } : {}),
+            ...(sha256 ? { sha256 } : {}),
+          });
+        } catch (err) {
+          if (isTierError(err, 'ABORTED') || signal?.aborted) aborted = true;
+          filesFailed++;
+          record({
+            key: meta.key,
+            size: meta.size,
+            status: 'failed',
+            ...(reason ? { reason } : {}),
+            error: errorInfo(err),
+          });
+        } finally {
+          active.delete(meta.key);
+          emit();
+        }
+      });
+    } finally {
+      clearInterval(timer);
+    }
+    if (signal?.aborted) aborted = true;
+  }
+  emit();
+
+  const list = items.map(
+    (m) =>
+      results.get(m.key) ?? {
+        key: m.key,
+        size: m.size,
+        status: 'failed' as const,
+        error: { code: 'ABORTED', message: 'not started: the run was aborted' },
+      },
+  );
+  const count = (s: WarmStatus) => list.filter((r) => r.status === s).length;
+  const failed = count('failed');
+  return {
+    items: list,
+    missing,
+    fresh: count('fresh'),
+    fetched: count('fetched'),
+    refetched: count('refetched'),
+    failed,
+    bytesFetched: list
+      .filter((r) => r.status === 'fetched' || r.status === 'refetched')
+      .reduce((n, r) => n + r.size, 0),
+    bytesTotal: items.reduce((n, m) => n + m.size, 0),
+    elapsedMs: Date.now() - started,
+    aborted,
+    ok: failed === 0 && missing.length === 0 && !aborted,
+  };
+}
+
+/** Fills one object and checks that the cache kept it (a fill that did not fit is only a warning in a stack). */
+async function fetchOne(stack: StackTier, cache: Tier, meta: ObjectMeta, signal: AbortSignal | undefined) {
+  const got = await stack.fill(meta.key, { signal });
+  if (!got) {
+    throw new TierError('NOT_FOUND', `'${meta.key}' disappeared from the origin while warming`, {
+      key: meta.key,
+      retryable: false,
+    });
+  }
+  const cached = await cache.stat(meta.key, { signal });
+  if (!cached) {
+    throw new TierError(
+      'CAPACITY',
+      `the cache did not keep '${meta.key}' (${meta.size} bytes): it may not fit — raise the cache's ` +
+        'maxBytes, lower minFreeRatio, purge or unpin entries',
+      { key: meta.key, retryable: false },
+    );
+  }
+}
+
+/**
+ * Runs `fn` over `items` with at most `concurrency` at once and the sizes of
+ * those running within `maxBytes` (one always runs, however big). Stops
+ * starting new ones when `signal` aborts.
+ */
+async function runBounded<T extends { meta: ObjectMeta }>(
+  items: readonly T[],
+  concurrency: number,
+  maxBytes: number,
+  signal: AbortSignal | undefined,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let running = 0;
+  let bytes = 0;
+  await new Promise<void>((resolve) => {
+    const pump = () => {
+      while (
+        !signal?.aborted &&
+        next < items.length &&
+        running < concurrency &&
+        (running === 0 || bytes + items[next]!.meta.size <= maxBytes)
+      ) {
+        const item = items[next++]!;
+        running++;
+        bytes += item.meta.size;
+        void fn(item).finally(() => {
+          running--;
+          bytes -= item.meta.size;
+          pump();
+        });
+      }
+      if (running === 0 && (next >= items.length || signal?.aborted)) resolve();
+    };
+    pump();
+  });
+}
