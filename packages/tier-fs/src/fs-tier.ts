@@ -228,19 +228,7 @@ export class FsTier implements Tier {
 
   async stat(key: string, options?: OpOptions): Promise<ObjectMeta | undefined> {
     await this.#enter(key, options);
-    let fh: fsp.FileHandle | undefined;
-    try {
-      fh = await this.#paths.openRead(key);
-      if (!fh) return undefined;
-      const st = await fh.stat({ bigint: true });
-      if (!st.isFile()) return undefined;
-      this.#discover(key, Number(st.size));
-      return await this.#meta(key, st);
-    } catch (err) {
-      throw this.#error(err, key, 'stat');
-    } finally {
-      await fh?.close().catch(() => {});
-    }
+    return this.#withFile(key, 'stat', (_fh, st) => this.#meta(key, st));
   }
 
   async read(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
@@ -571,13 +559,7 @@ export class FsTier implements Tier {
   /** The entry's size, identity, origin, stored checksum, last use and pin; undefined on a miss. */
   async entryInfo(key: string, options?: OpOptions): Promise<FsEntryInfo | undefined> {
     await this.#enter(key, options);
-    let fh: fsp.FileHandle | undefined;
-    try {
-      fh = await this.#paths.openRead(key);
-      if (!fh) return undefined;
-      const st = await fh.stat({ bigint: true });
-      if (!st.isFile()) return undefined;
-      this.#discover(key, Number(st.size));
+    return this.#withFile(key, 'entryInfo', async (_fh, st) => {
       const side = await this.#readSidecar(key);
       const id = identity(st);
       const metadata = side === undefined ? 'none' : side.id === id ? 'ok' : 'stale';
@@ -593,11 +575,7 @@ export class FsTier implements Tier {
         lastUsed: this.#policy.get(key)?.lastUsed,
         pinned: this.#pins.has(key),
       };
-    } catch (err) {
-      throw this.#error(err, key, 'entryInfo');
-    } finally {
-      await fh?.close().catch(() => {});
-    }
+    });
   }
 
   /**
@@ -609,36 +587,28 @@ export class FsTier implements Tier {
     options?: OpOptions,
   ): Promise<{ checksum: FsChecksum; etag: string; size: number } | undefined> {
     await this.#enter(key, options);
-    let fh: fsp.FileHandle | undefined;
-    let acquired = false;
-    try {
-      fh = await this.#paths.openRead(key);
-      if (!fh) return undefined;
-      const st = await fh.stat({ bigint: true });
-      if (!st.isFile()) return undefined;
-      this.#discover(key, Number(st.size));
+    return this.#withFile(key, 'computeChecksum', async (fh, st) => {
+      // In use while hashed: never an eviction victim meanwhile.
       this.#policy.acquire(key);
-      acquired = true;
-      const hash = createHash('sha256');
-      const buf = new Uint8Array(Math.min(4 * MiB, Math.max(1, Number(st.size))));
-      for (let pos = 0; ; ) {
-        throwIfAborted(options?.signal, key);
-        const { bytesRead } = await fh.read(buf, 0, buf.byteLength, pos);
-        if (bytesRead === 0) break;
-        hash.update(buf.subarray(0, bytesRead));
-        pos += bytesRead;
+      try {
+        const hash = createHash('sha256');
+        const buf = new Uint8Array(Math.min(4 * MiB, Math.max(1, Number(st.size))));
+        for (let pos = 0; ; ) {
+          throwIfAborted(options?.signal, key);
+          const { bytesRead } = await fh.read(buf, 0, buf.byteLength, pos);
+          if (bytesRead === 0) break;
+          hash.update(buf.subarray(0, bytesRead));
+          pos += bytesRead;
+        }
+        return {
+          checksum: { algorithm: 'sha256', value: hash.digest('hex') } as FsChecksum,
+          etag: etagOf(st),
+          size: Number(st.size),
+        };
+      } finally {
+        this.#policy.release(key);
       }
-      return {
-        checksum: { algorithm: 'sha256', value: hash.digest('hex') },
-        etag: etagOf(st),
-        size: Number(st.size),
-      };
-    } catch (err) {
-      throw this.#error(err, key, 'computeChecksum');
-    } finally {
-      if (acquired) this.#policy.release(key);
-      await fh?.close().catch(() => {});
-    }
+    });
   }
 
   /**
@@ -656,23 +626,16 @@ export class FsTier implements Tier {
     if (checksum?.algorithm !== 'sha256' || !/^[0-9a-f]{64}$/.test(checksum.value ?? '')) {
       throw invalid(`setChecksum '${key}': expected { algorithm: 'sha256', value: <64 hex> }`);
     }
-    let fh: fsp.FileHandle | undefined;
-    try {
-      fh = await this.#paths.openRead(key);
-      if (!fh) return false;
-      const st = await fh.stat({ bigint: true });
-      if (!st.isFile() || etagOf(st) !== expectedEtag) return false;
+    const stored = await this.#withFile(key, 'setChecksum', async (_fh, st) => {
+      if (etagOf(st) !== expectedEtag) return false;
       const id = identity(st);
       const side = await this.#readSidecar(key);
       const source = side?.id === id ? side.source : undefined;
       await this.#writeSidecarBody({ key, id, ...(source ? { source } : {}), checksum });
       this.#sources.set(key, { id, source });
       return true;
-    } catch (err) {
-      throw this.#error(err, key, 'setChecksum');
-    } finally {
-      await fh?.close().catch(() => {});
-    }
+    });
+    return stored ?? false;
   }
 
   /** Evicts entries not used for `idleMs` (never pinned or in-use ones). Returns the keys removed. */
@@ -761,6 +724,30 @@ export class FsTier implements Tier {
   }
 
   // ---- internals ---------------------------------------------------------
+
+  /**
+   * Opens `key`'s regular file (no link followed), stats it and runs `fn`;
+   * undefined on a miss. Errors become TierErrors naming `op`; the file is closed after.
+   */
+  async #withFile<T>(
+    key: string,
+    op: string,
+    fn: (fh: fsp.FileHandle, st: BigIntStats) => Promise<T>,
+  ): Promise<T | undefined> {
+    let fh: fsp.FileHandle | undefined;
+    try {
+      fh = await this.#paths.openRead(key);
+      if (!fh) return undefined;
+      const st = await fh.stat({ bigint: true });
+      if (!st.isFile()) return undefined;
+      this.#discover(key, Number(st.size));
+      return await fn(fh, st);
+    } catch (err) {
+      throw this.#error(err, key, op);
+    } finally {
+      await fh?.close().catch(() => {});
+    }
+  }
 
   get #limited(): boolean {
     return this.#o.maxBytes !== undefined || this.#o.minFreeRatio > 0;
