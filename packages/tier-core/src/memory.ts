@@ -74,6 +74,11 @@ export class MemoryTier implements Tier {
     this.#maxBytes = max;
   }
 
+  /** The eviction policy (callers may give it hints, e.g. touch order). */
+  get policy(): Policy {
+    return this.#policy;
+  }
+
   /** Bytes held now. */
   get size(): number {
     return this.#policy.totalBytes;

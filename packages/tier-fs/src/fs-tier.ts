@@ -10,6 +10,7 @@ import type { Readable } from 'node:stream';
 import { Readable as NodeReadable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { LruPolicy } from '@tierkit/policy-lru';
+import { isShared, type ReadPool, sharedBytes, sharedPool } from '@tierkit/pool';
 import {
   abortError,
   assertKey,
@@ -36,6 +37,7 @@ import {
   type WriteData,
   type WriteOptions,
 } from '@tierkit/tier-core';
+import { type CachedFile, DescriptorCache } from './fd-cache.js';
 import { UseJournal } from './journal.js';
 import { type FsLock, LockFiles, type LockOptions } from './lock.js';
 import { cleanPartialLeftovers, FsPartial, type PartialHost } from './partial.js';
@@ -64,6 +66,23 @@ export interface FsTierOptions {
   readonly readChunkSize?: number;
   /** Parallel positioned reads per large read (default 4). */
   readonly readConcurrency?: number;
+  /**
+   * The worker pool for large reads and checksums: `true` (default) is the
+   * process's shared pool (@tierkit/pool, started on first use), `false` none,
+   * or a pool of your own.
+   */
+  readonly pool?: boolean | ReadPool;
+  /**
+   * Reads at least this long into SharedArrayBuffer-backed memory go to the
+   * worker pool (`read()` allocates such memory for them). Default: never
+   * (Infinity) — on the machines measured the direct path was as fast or faster;
+   * see bench/results/pooled-read.md and set it from your own run.
+   */
+  readonly poolReadThreshold?: number;
+  /** Descriptors kept open for hot reads (default 64; 0 turns the cache off). See fd-cache.ts. */
+  readonly openFiles?: number;
+  /** A cached descriptor unused this long is closed (default 5 s). */
+  readonly openFileIdleMs?: number;
   /** Lease of a cross-process lock; holders refresh it every third of it (default 30 s). */
   readonly lockLeaseMs?: number;
   /** First wait between attempts on a held lock, doubling to 250 ms (default 10 ms). */
@@ -106,6 +125,9 @@ interface Resolved {
   readonly parallelReadThreshold: number;
   readonly readChunkSize: number;
   readonly readConcurrency: number;
+  readonly poolReadThreshold: number;
+  readonly openFiles: number;
+  readonly openFileIdleMs: number;
   readonly lockLeaseMs: number;
   readonly lockPollMs: number;
   readonly flushIntervalMs: number;
@@ -164,6 +186,8 @@ export class FsTier implements Tier {
   readonly #policy: Policy;
   readonly #clock: () => number;
   readonly #onEvict?: (key: string, size: number) => void;
+  readonly #poolOption: boolean | ReadPool;
+  readonly #fds: DescriptorCache | undefined;
   readonly #instance = randomBytes(4).toString('hex');
   #paths!: RootPaths;
   #locks!: LockFiles;
@@ -190,6 +214,9 @@ export class FsTier implements Tier {
     this.#clock = options.clock ?? Date.now;
     this.#policy = options.policy ?? new LruPolicy({ clock: this.#clock });
     this.#onEvict = options.onEvict;
+    this.#poolOption = options.pool ?? true;
+    this.#fds =
+      this.#o.openFiles > 0 ? new DescriptorCache(this.#o.openFiles, this.#o.openFileIdleMs) : undefined;
     this.ready = this.#open();
     // Errors surface through the ops (and `ready`); never as an unhandled rejection.
     this.ready.catch(() => {});
@@ -219,6 +246,10 @@ export class FsTier implements Tier {
   get evictedBytes(): number {
     return this.#evictedBytes;
   }
+  /** Descriptors kept open for hot reads right now. */
+  get openDescriptors(): number {
+    return this.#fds?.size ?? 0;
+  }
   /** The policy, for inspection (last-use order, pins). */
   get policy(): Policy {
     return this.#policy;
@@ -233,51 +264,128 @@ export class FsTier implements Tier {
 
   async read(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
     await this.#enter(key, options);
-    let fh: fsp.FileHandle | undefined;
-    let acquired = false;
-    try {
-      fh = await this.#paths.openRead(key);
-      if (!fh) return undefined;
-      const size = await this.#checkedSize(fh, key, options?.ifMatch);
-      if (size === undefined) return undefined;
+    return this.#readVia(key, options?.ifMatch, options?.signal, 'read', (size) => {
       const r = resolveRange(options?.range, size, key);
-      this.#discover(key, size);
-      this.#policy.acquire(key);
-      acquired = true;
-      const out = new Uint8Array(r.length);
-      await this.#readAt(fh, out, r.offset, options?.signal, key);
-      this.#touch(key);
-      return out;
-    } catch (err) {
-      throw this.#error(err, key, 'read');
-    } finally {
-      if (acquired) this.#policy.release(key);
-      await fh?.close().catch(() => {});
-    }
+      return { offset: r.offset, view: this.#alloc(r.length) };
+    });
   }
 
   async readInto(key: string, target: Uint8Array, options?: ReadIntoOptions): Promise<number | undefined> {
     await this.#enter(key, options);
+    const view = await this.#readVia(key, options?.ifMatch, options?.signal, 'readInto', (size) => {
+      const r = resolveIntoRange(target, options?.offset, options?.length, size, key);
+      return { offset: r.offset, view: target.subarray(0, r.length) };
+    });
+    return view?.byteLength;
+  }
+
+  /** The pool, when one is configured (the shared one is started here, on first use). */
+  get workerPool(): ReadPool | undefined {
+    const p = this.#poolOption;
+    if (p === false) return undefined;
+    if (p === true) return sharedPool();
+    return p.closed ? undefined : p;
+  }
+
+  /** Memory for a read of `length` bytes: shared when the pool will fill it. */
+  #alloc(length: number): Uint8Array {
+    return length >= this.#o.poolReadThreshold && this.#poolOption !== false
+      ? sharedBytes(length)
+      : new Uint8Array(length);
+  }
+
+  /**
+   * The read path of read and readInto: a cached descriptor when one is open and
+   * the key's path still names its file, else open, stat, read, and keep the
+   * descriptor. `plan` resolves the range against the size and names the destination.
+   */
+  async #readVia(
+    key: string,
+    ifMatch: string | undefined,
+    signal: AbortSignal | undefined,
+    op: string,
+    plan: (size: number) => { offset: number; view: Uint8Array },
+  ): Promise<Uint8Array | undefined> {
+    const cache = this.#fds;
+    const hit = cache?.take(key);
+    if (hit) {
+      try {
+        const out = await this.#readHit(key, hit, ifMatch, signal, op, plan);
+        if (out) return out;
+      } finally {
+        cache!.release(hit);
+      }
+    }
     let fh: fsp.FileHandle | undefined;
     let acquired = false;
+    let kept = false;
     try {
       fh = await this.#paths.openRead(key);
       if (!fh) return undefined;
-      const size = await this.#checkedSize(fh, key, options?.ifMatch);
-      if (size === undefined) return undefined;
-      const r = resolveIntoRange(target, options?.offset, options?.length, size, key);
+      const st = await fh.stat({ bigint: true });
+      if (!st.isFile()) return undefined;
+      const etag = etagOf(st);
+      if (ifMatch !== undefined && etag !== ifMatch) throw this.#changed(key, etag, ifMatch);
+      const size = Number(st.size);
+      const { offset, view } = plan(size);
       this.#discover(key, size);
       this.#policy.acquire(key);
       acquired = true;
-      await this.#readAt(fh, target.subarray(0, r.length), r.offset, options?.signal, key);
+      await this.#readAt(fh, view, offset, signal, key);
       this.#touch(key);
-      return r.length;
+      kept = cache?.put(key, fh, st, etag) ?? false;
+      return view;
     } catch (err) {
-      throw this.#error(err, key, 'readInto');
+      throw this.#error(err, key, op);
     } finally {
       if (acquired) this.#policy.release(key);
-      await fh?.close().catch(() => {});
+      if (!kept) await fh?.close().catch(() => {});
     }
+  }
+
+  /** A read through a cached descriptor, checked by an lstat run alongside; undefined: take the slow path. */
+  async #readHit(
+    key: string,
+    f: CachedFile,
+    ifMatch: string | undefined,
+    signal: AbortSignal | undefined,
+    op: string,
+    plan: (size: number) => { offset: number; view: Uint8Array },
+  ): Promise<Uint8Array | undefined> {
+    // Another ETag or a bad range may only mean the file was replaced: the slow path decides.
+    if (ifMatch !== undefined && f.etag !== ifMatch) return undefined;
+    let planned: { offset: number; view: Uint8Array };
+    try {
+      planned = plan(f.size);
+    } catch {
+      return undefined;
+    }
+    this.#discover(key, f.size);
+    this.#policy.acquire(key);
+    try {
+      const [st, read] = await Promise.allSettled([
+        fsp.lstat(this.#paths.file(key), { bigint: true }),
+        this.#readAt(f.fh, planned.view, planned.offset, signal, key),
+      ]);
+      if (st.status === 'rejected' || !DescriptorCache.same(f, st.value)) {
+        this.#fds!.drop(key, f);
+        return undefined;
+      }
+      if (read.status === 'rejected') throw this.#error(read.reason, key, op);
+      this.#touch(key);
+      return planned.view;
+    } finally {
+      this.#policy.release(key);
+    }
+  }
+
+  #changed(key: string, etag: string, ifMatch: string): TierError {
+    return new TierError('CHANGED', `'${key}' changed: ETag ${etag}, expected ${ifMatch}`, {
+      key,
+      tier: this.name,
+      retryable: false,
+      details: { etag, ifMatch },
+    });
   }
 
   async readStream(key: string, options?: ReadOptions): Promise<Readable | undefined> {
@@ -402,6 +510,7 @@ export class FsTier implements Tier {
       throwIfAborted(signal, key);
       await fsp.rename(tmp, final);
     }
+    this.#fds?.invalidate(key);
     if (this.#o.fsync) await fsyncDir(dirname(final));
     this.#sources.set(key, { id, source });
     const now = this.#clock();
@@ -435,6 +544,7 @@ export class FsTier implements Tier {
       locks: this.#locks,
       tier: this.name,
       verified: this.#verifiedBlocks,
+      pool: this.workerPool,
       publish: async (key, file, source) => {
         let published = false;
         try {
@@ -591,6 +701,19 @@ export class FsTier implements Tier {
       // In use while hashed: never an eviction victim meanwhile.
       this.#policy.acquire(key);
       try {
+        const pool = this.workerPool;
+        if (pool) {
+          // Hashing a model file takes seconds of CPU: a worker does it, the main thread keeps serving.
+          const { hex, size } = await pool.sha256(fh.fd);
+          throwIfAborted(options?.signal, key);
+          if (size !== Number(st.size)) {
+            throw new TierError('CHANGED', `'${key}' changed size while it was hashed`, {
+              key,
+              retryable: true,
+            });
+          }
+          return { checksum: { algorithm: 'sha256', value: hex } as FsChecksum, etag: etagOf(st), size };
+        }
         const hash = createHash('sha256');
         const buf = new Uint8Array(Math.min(4 * MiB, Math.max(1, Number(st.size))));
         for (let pos = 0; ; ) {
@@ -715,6 +838,7 @@ export class FsTier implements Tier {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
+    this.#fds?.close();
     try {
       await this.ready;
     } catch {
@@ -984,6 +1108,7 @@ export class FsTier implements Tier {
   }
 
   #forget(key: string): void {
+    this.#fds?.invalidate(key);
     this.#policy.remove(key);
     this.#sources.delete(key);
     this.#journal.forget(key);
@@ -1001,6 +1126,19 @@ export class FsTier implements Tier {
     key: string,
   ): Promise<void> {
     const length = target.byteLength;
+    if (length >= this.#o.poolReadThreshold && isShared(target)) {
+      const pool = this.workerPool;
+      if (pool) {
+        // Every thread of the pool reads its pieces straight into the caller's shared memory.
+        if ((await pool.readInto(fh.fd, target, position, signal)) !== length) {
+          throw new TierError('CHANGED', `'${key}' got shorter while it was being read`, {
+            key,
+            retryable: true,
+          });
+        }
+        return;
+      }
+    }
     if (length < this.#o.parallelReadThreshold) {
       await readFully(fh, target, position, key);
       return;
@@ -1228,6 +1366,10 @@ const URL_OPTIONS: Record<string, 'size' | 'number' | 'bool' | 'string'> = {
   parallelReadThreshold: 'size',
   readChunkSize: 'size',
   readConcurrency: 'number',
+  pool: 'bool',
+  poolReadThreshold: 'size',
+  openFiles: 'number',
+  openFileIdleMs: 'number',
   lockLeaseMs: 'number',
   lockPollMs: 'number',
   flushIntervalMs: 'number',
@@ -1326,6 +1468,9 @@ function resolveOptions(o: FsTierOptions): Resolved {
     parallelReadThreshold: positive('parallelReadThreshold', o.parallelReadThreshold, 8 * MiB),
     readChunkSize: positive('readChunkSize', o.readChunkSize, 4 * MiB),
     readConcurrency: Math.floor(positive('readConcurrency', o.readConcurrency, 4)),
+    poolReadThreshold: positive('poolReadThreshold', o.poolReadThreshold, Number.POSITIVE_INFINITY),
+    openFiles: Math.floor(positive('openFiles', o.openFiles, 64, 0)),
+    openFileIdleMs: positive('openFileIdleMs', o.openFileIdleMs, 5000, 0),
     lockLeaseMs: positive('lockLeaseMs', o.lockLeaseMs, 30_000, 100),
     lockPollMs: positive('lockPollMs', o.lockPollMs, 10),
     flushIntervalMs: positive('flushIntervalMs', o.flushIntervalMs, 30_000, 0),

@@ -87,8 +87,9 @@ export class LockFiles {
       }
       if (linked) return new HeldLock(name, lockPath, token, this.cfg, tookOver);
       const taken = await this.#takeOverIfStale(lockPath);
-      if (!taken) return undefined;
-      tookOver = true;
+      if (taken === false) return undefined;
+      // Only a lock we removed ourselves counts as taken over; one already gone was someone else's doing.
+      if (taken === 'removed') tookOver = true;
     }
     return undefined;
   }
@@ -117,8 +118,8 @@ export class LockFiles {
     }
   }
 
-  /** Returns true when the stale lock at `lockPath` was removed by us (or was already gone). */
-  async #takeOverIfStale(lockPath: string): Promise<boolean> {
+  /** 'removed' when we removed the stale lock at `lockPath`, 'gone' when it was already gone, false when it is live. */
+  async #takeOverIfStale(lockPath: string): Promise<'removed' | 'gone' | false> {
     let raw: string;
     let mtimeMs: number;
     try {
@@ -127,7 +128,7 @@ export class LockFiles {
         fsp.stat(lockPath).then((s) => s.mtimeMs),
       ]);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
       throw err;
     }
     if (!isStale(raw, mtimeMs, this.cfg.leaseMs)) return false;
@@ -138,7 +139,7 @@ export class LockFiles {
     try {
       await fsp.rename(lockPath, aside);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
       throw err;
     }
     const moved = await fsp.readFile(aside, 'utf8').catch(() => '');
@@ -149,7 +150,7 @@ export class LockFiles {
       return false;
     }
     await fsp.unlink(aside).catch(() => {});
-    return true;
+    return 'removed';
   }
 }
 

@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import type { ReadPool } from '@tierkit/pool';
 import { type ObjectMeta, type PartialEntry, type SourceMeta, TierError } from '@tierkit/tier-core';
 import type { FsLock, LockFiles } from './lock.js';
 import { HOST_SAFE, isPidAlive, keyHash } from './paths.js';
@@ -41,6 +42,8 @@ export interface PartialHost {
   readonly tier: string;
   /** Partial dir → blocks this process wrote or checked (so a reopen need not reread them). */
   readonly verified: Map<string, Uint8Array>;
+  /** The worker pool that checks blocks' CRCs at reopen, if any. */
+  readonly pool?: ReadPool;
   /** Publishes `file` (a private hard link to the data) as `key`; takes ownership of `file`. */
   publish(key: string, file: string, source: SourceMeta): Promise<ObjectMeta>;
 }
@@ -283,6 +286,25 @@ export class FsPartial implements PartialEntry {
   /** Marks present the blocks whose bytes match their CRC; a torn block is cleared to be fetched again. */
   async #verify(): Promise<void> {
     const slots = await this.#readSlots();
+    const pool = this.#host.pool;
+    if (pool) {
+      // Reading back and hashing a partial of gigabytes is seconds of CPU: on the pool's threads.
+      const todo: number[] = [];
+      for (let b = 0; b < this.blockCount; b++) {
+        if (this.#present[b] !== 1 && slots.readUInt32LE(b * SLOT + 4) === MARKER) todo.push(b);
+      }
+      const crcs = await pool.crc32(
+        this.#data.fd,
+        todo.map(
+          (b) => [b * this.blockSize, Math.min(this.blockSize, this.size - b * this.blockSize)] as const,
+        ),
+      );
+      for (const [i, b] of todo.entries()) {
+        if (crcs[i] === slots.readUInt32LE(b * SLOT)) this.#present[b] = 1;
+        else await writeAll(this.#blocks, Buffer.alloc(SLOT), b * SLOT);
+      }
+      return;
+    }
     const buf = Buffer.allocUnsafe(Math.min(this.blockSize, Math.max(this.size, 1)));
     for (let b = 0; b < this.blockCount; b++) {
       if (this.#present[b] === 1 || slots.readUInt32LE(b * SLOT + 4) !== MARKER) continue;
