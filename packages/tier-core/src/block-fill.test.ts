@@ -215,3 +215,22 @@ describe('block-granular read-through', () => {
     expect(err).toBeInstanceOf(TierError);
   });
 });
+
+describe('block fill shutdown', () => {
+  it('a failed read does not leave the fill waiting on blocks nobody will fetch', async () => {
+    const cache = new MemoryBlockTier({ name: 'cache' });
+    const originMem = new MemoryTier({ name: 'origin' });
+    const origin = new RangeLog(originMem);
+    // One block per span and one span at a time: most blocks are still queued when the first fails.
+    const stack = createStack([cache, origin], { blockSize: 1000, fillConcurrency: 1, spanBytes: 1000 });
+    await originMem.write('m', patternBytes(20_000, 4));
+    origin.afterRead = async () => {
+      throw new TierError('UNAVAILABLE', 'origin went away', { retryable: false });
+    };
+    const err = await stack.read('m').catch((e) => e);
+    expect(isTierError(err, 'UNAVAILABLE')).toBe(true);
+    // The stack closes the fill (waiting for it to settle); a hang here fails on the test timeout.
+    origin.afterRead = undefined;
+    expect(await stack.read('m')).toEqual(patternBytes(20_000, 4));
+  }, 10_000);
+});

@@ -101,7 +101,12 @@ export class BlockFill {
 
   /** Waits until no block of this fill is being fetched (before the entry is closed). */
   async settle(): Promise<void> {
+    // Blocks nobody took yet will not be fetched now: their waiters (if any) are told so.
+    const dropped = this.#wanted;
     this.#wanted = [];
+    for (const b of dropped) {
+      this.#done(b, new TierError('ABORTED', `fill of '${this.entry.key}' closed`, { key: this.entry.key }));
+    }
     while (this.#inflight.size > 0 || this.#workers > 0) {
       await Promise.allSettled([...this.#inflight.values()].map((p) => p.promise));
       if (this.#workers > 0) await sleep(1);
