@@ -47,7 +47,9 @@ describe('kv keys', () => {
           fc.pre(a.isWellFormed() && b.isWellFormed());
           const ka = kvKey({ ...base, model: a });
           expect(isValidKey(ka)).toBe(true);
-          expect(parseKvKey(ka)?.model).toBe(a);
+          // A name too long once encoded is shortened with a digest: still distinct, but not reversible.
+          const shortened = encodeName(a).includes('~');
+          expect(parseKvKey(ka)?.model).toBe(shortened ? undefined : a);
           if (a !== b) expect(kvKey({ ...base, model: b })).not.toBe(ka);
         },
       ),
