@@ -303,7 +303,7 @@ class Stack implements Tier {
       const b = this.#blockTierAbove(i);
       if (b !== undefined) {
         const done = await this.#serveBlocksRetrying(b, i, key, meta, signal, {
-          op: async () => undefined,
+          op: async (t) => (await t.stat(key, { signal }))?.size,
           size: () => 0,
           blocks: async (fill, size, finish) => {
             await fill.ensure(...fill.blocksOf(0, size), signal);
@@ -474,6 +474,14 @@ class Stack implements Tier {
     const fill = await this.#openFill(b, i, key, source, signal);
     let handedOff = false;
     try {
+      // Another process may have published the copy between our miss and our open
+      // (and retired the partial we would have shared): serve the copy, fetch nothing.
+      const cache = this.#tiers[b]!;
+      const published = await cache.stat(key, { signal });
+      if (published && matchesSource(published, source)) {
+        const v = await how.op(cache);
+        if (v !== undefined) return this.#count(cache, v, how.size);
+      }
       const v = await how.blocks(fill, meta.size, () => this.#finishFill(b, key, meta, fill));
       // Served from the cache's partial copy; what came from the origin is `blockBytesFetched`.
       this.#count(this.#tiers[b]!, v, how.size);
