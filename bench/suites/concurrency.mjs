@@ -3,13 +3,13 @@
 // folder. The figure that matters is the bytes fetched from the origin: every
 // byte exactly once (the object's size), however many readers; and the wall
 // time against one reader.
-import { spawn } from 'node:child_process';
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createStack } from '@tierkit/tier-core';
 import { createFsTier } from '@tierkit/tier-fs';
 import { collect, scratchDir, verifyFile } from '../lib/data.mjs';
+import { runCollect } from '../lib/process.mjs';
 import { startS3WithObject } from '../lib/s3-env.mjs';
 import { countingTier, s3OriginTier } from '../lib/tierkit-concurrency.mjs';
 import { fmt, GiB, MiB, summarize } from '../stats.mjs';
@@ -22,27 +22,9 @@ const KEY = 'models/concurrent.bin';
 const here = dirname(fileURLToPath(import.meta.url));
 const readerScript = join(here, '..', 'lib', 'concurrent-reader.mjs');
 
-function runReader(args) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [readerScript, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => {
-      out += d;
-    });
-    p.stderr.on('data', (d) => {
-      err += d;
-    });
-    p.once('error', reject);
-    p.once('exit', (code) => {
-      if (code !== 0) return reject(new Error(`reader exited ${code}: ${err.slice(-800)}`));
-      try {
-        resolve(JSON.parse(out.trim().split('\n').at(-1)));
-      } catch (e) {
-        reject(e);
-      }
-    });
-  });
+async function runReader(args) {
+  const out = await runCollect(process.execPath, [readerScript, ...args], { label: 'reader' });
+  return JSON.parse(out.trim().split('\n').at(-1));
 }
 
 export default async function concurrency(ctx) {

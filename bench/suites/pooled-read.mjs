@@ -4,7 +4,6 @@
 // (@tierkit/native's IoPool), by `cat` and by fio with the same parallelism.
 // Then a sweep of read sizes (direct vs pool) to find where the pool starts to
 // pay, and sha256 of the object inline vs on the pool with the event loop's delay.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,6 +13,7 @@ import { createFsTier } from '@tierkit/tier-fs';
 import { collect, objectChunks, scratchDir, verifyFile, warmPageCache } from '../lib/data.mjs';
 import { recordsJson, resultsTable, rounds, targetsTable, throughput } from '../lib/measure.mjs';
 import { findPeers, peersMarkdown } from '../lib/peers.mjs';
+import { fioSeconds, timeProcess } from '../lib/process.mjs';
 import { fmt, GiB, MiB, summarize } from '../stats.mjs';
 
 export const name = 'pooled-read';
@@ -22,63 +22,6 @@ export const title =
 
 const KEY = 'models/pooled.bin';
 const BLOCK = 4 * MiB;
-
-function timeProcess(cmd, args) {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (d) => {
-      err += d;
-    });
-    p.once('error', reject);
-    p.once('exit', (code) =>
-      code === 0
-        ? resolve(Number(process.hrtime.bigint() - t0) / 1e9)
-        : reject(new Error(`${cmd} exited ${code}: ${err.slice(-500)}`)),
-    );
-  });
-}
-
-/** fio's own figure: buffered psync reads of 4 MiB by `jobs` jobs, each its share, pages kept (--invalidate=0). */
-function fioSeconds(fio, path, size, jobs) {
-  return new Promise((resolve, reject) => {
-    const share = Math.floor(size / jobs / BLOCK) * BLOCK;
-    const args = [
-      '--name=pooled',
-      `--filename=${path}`,
-      '--rw=read',
-      `--bs=${BLOCK}`,
-      '--direct=0',
-      '--invalidate=0',
-      '--ioengine=psync',
-      `--numjobs=${jobs}`,
-      `--size=${share}`,
-      `--offset_increment=${share}`,
-      '--group_reporting',
-      '--output-format=json',
-    ];
-    const p = spawn(fio, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => {
-      out += d;
-    });
-    p.stderr.on('data', (d) => {
-      err += d;
-    });
-    p.once('error', reject);
-    p.once('exit', (code) => {
-      if (code !== 0) return reject(new Error(`fio exited ${code}: ${err.slice(-500)}`));
-      try {
-        const job = JSON.parse(out.slice(out.indexOf('{'))).jobs[0];
-        resolve((share * jobs) / job.read.bw_bytes);
-      } catch (e) {
-        reject(e);
-      }
-    });
-  });
-}
 
 async function loadNative() {
   try {
@@ -174,7 +117,7 @@ export default async function pooledRead(ctx) {
         list.push({
           id: `fio-${jobs}`,
           label: `fio read, bs 4 MiB, psync, numjobs ${jobs}, --invalidate=0 (fio's figure)`,
-          run: () => fioSeconds(peers.fio, path, size, jobs),
+          run: () => fioSeconds(peers.fio, path, size, jobs, BLOCK),
           after: retouch,
         });
       }

@@ -1,6 +1,5 @@
 // Warm read: one cached object (in tierkit's fs cache, in the page cache) read
 // into memory by tierkit and by the tools a user would reach for instead.
-import { spawn } from 'node:child_process';
 import { open, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +13,7 @@ import {
 } from '../lib/data.mjs';
 import { recordsJson, resultsTable, rounds, targetsTable, throughput } from '../lib/measure.mjs';
 import { findPeers, peersMarkdown } from '../lib/peers.mjs';
+import { fioSeconds, timeProcess } from '../lib/process.mjs';
 import { fmt, GiB, MiB } from '../stats.mjs';
 
 export const name = 'warm-read';
@@ -23,64 +23,6 @@ const KEY = 'models/warm.bin';
 const BLOCK = 4 * MiB;
 const here = dirname(fileURLToPath(import.meta.url));
 const wholeProcess = join(here, '..', 'lib', 'whole-process-read.mjs');
-
-function timeProcess(cmd, args) {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (d) => {
-      err += d;
-    });
-    p.once('error', reject);
-    p.once('exit', (code) => {
-      const s = Number(process.hrtime.bigint() - t0) / 1e9;
-      if (code === 0) resolve(s);
-      else reject(new Error(`${cmd} exited ${code}: ${err.slice(-1000)}`));
-    });
-  });
-}
-
-/** fio's own figure for a sequential buffered read of the file by `jobs` jobs, each its share. */
-function fioSeconds(fio, path, size, jobs) {
-  return new Promise((resolve, reject) => {
-    const share = Math.floor(size / jobs / BLOCK) * BLOCK;
-    const args = [
-      '--name=warm',
-      `--filename=${path}`,
-      '--rw=read',
-      `--bs=${BLOCK}`,
-      '--direct=0',
-      // fio drops the file's pages before it starts unless told not to: that would time the disk.
-      '--invalidate=0',
-      '--ioengine=psync',
-      `--numjobs=${jobs}`,
-      `--size=${share}`,
-      `--offset_increment=${share}`,
-      '--group_reporting',
-      '--output-format=json',
-    ];
-    const p = spawn(fio, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => {
-      out += d;
-    });
-    p.stderr.on('data', (d) => {
-      err += d;
-    });
-    p.once('error', reject);
-    p.once('exit', (code) => {
-      if (code !== 0) return reject(new Error(`fio exited ${code}: ${err.slice(-1000)}`));
-      try {
-        const job = JSON.parse(out.slice(out.indexOf('{'))).jobs[0];
-        resolve((share * jobs) / job.read.bw_bytes);
-      } catch (e) {
-        reject(e);
-      }
-    });
-  });
-}
 
 export default async function warmRead(ctx) {
   const { quick, log } = ctx;
@@ -192,7 +134,7 @@ export default async function warmRead(ctx) {
         list.push({
           id: `fio-${jobs}`,
           label: `fio read, bs ${BLOCK / MiB} MiB, psync, numjobs ${jobs}, --direct=0 (fio's figure)`,
-          run: () => fioSeconds(peers.fio, path, size, jobs),
+          run: () => fioSeconds(peers.fio, path, size, jobs, BLOCK),
           after: retouch,
         });
       }
