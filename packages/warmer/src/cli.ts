@@ -406,6 +406,22 @@ async function cmdBake(ctx: Ctx): Promise<number> {
   }
 }
 
+/** Keeps the process alive until `signal` aborts (Ctrl-C): unref'd timers and servers alone do not. */
+function untilAborted(signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    const keep = setInterval(() => {}, 1 << 30);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearInterval(keep);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+}
+
 function disabled(ctx: Ctx, what: string): number {
   const msg = `cache disabled (TIERKIT_DISABLE_CACHE / --disable-cache): nothing to ${what}; readers use the origin directly`;
   if (ctx.json) ctx.out(JSON.stringify({ command: what, disabled: true }));
@@ -642,18 +658,7 @@ async function cmdPurge(ctx: Ctx): Promise<number> {
     const first = await sched.runNow();
     metrics.purged(first);
     report(first);
-    // Keeps the process alive until a signal: the schedule's timer does not.
-    await new Promise<void>((resolve) => {
-      const keep = setInterval(() => {}, 1 << 30);
-      ctx.signal.addEventListener(
-        'abort',
-        () => {
-          clearInterval(keep);
-          resolve();
-        },
-        { once: true },
-      );
-    });
+    await untilAborted(ctx.signal);
     sched.stop();
     await server?.close();
     return EXIT_OK;
@@ -697,17 +702,7 @@ async function cmdMetrics(ctx: Ctx): Promise<number> {
     }
     const server = await metrics.serve({ port });
     ctx.err(`serving ${server.url}; stop with Ctrl-C`);
-    await new Promise<void>((resolve) => {
-      const keep = setInterval(() => {}, 1 << 30);
-      ctx.signal.addEventListener(
-        'abort',
-        () => {
-          clearInterval(keep);
-          resolve();
-        },
-        { once: true },
-      );
-    });
+    await untilAborted(ctx.signal);
     await server.close();
     return EXIT_OK;
   } finally {
