@@ -19,6 +19,7 @@ import {
   fromSystemError,
   isTierError,
   type ListOptions,
+  matchesSource,
   type ObjectMeta,
   type OpOptions,
   type PartialEntry,
@@ -199,7 +200,7 @@ export class FsTier implements Tier {
   readonly #sources = new Map<string, { id: string; source?: SourceMeta }>();
   readonly #metaDirs = new Set<string>();
   /** Partial copies' blocks this process wrote or checked: reopening need not check them again. */
-  readonly #verifiedBlocks = new Map<string, Uint8Array>();
+  readonly #verifiedBlocks: PartialHost['verified'] = new Map();
   #capacityQueue: Promise<void> = Promise.resolve();
   #usage = 0;
   #evictions = 0;
@@ -545,6 +546,10 @@ export class FsTier implements Tier {
       tier: this.name,
       verified: this.#verifiedBlocks,
       pool: this.workerPool,
+      published: async (key, source) => {
+        const meta = await this.stat(key);
+        return meta && matchesSource(meta, source) ? meta : undefined;
+      },
       publish: async (key, file, source) => {
         let published = false;
         try {

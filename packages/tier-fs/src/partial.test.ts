@@ -75,7 +75,8 @@ describe('tier-fs partial copies (block-granular read-through)', () => {
     await a.stack.close();
     // Damage block 1 as a power loss could: marker written, data not.
     const [partial] = await readdir(join(dir, 'cache', '.tierkit', 'partial'));
-    const dataPath = join(dir, 'cache', '.tierkit', 'partial', partial!, 'data');
+    const partialDir = join(dir, 'cache', '.tierkit', 'partial', partial!);
+    const dataPath = join(partialDir, (await readdir(partialDir)).find((f) => f.startsWith('data.'))!);
     const data = await readFile(dataPath);
     data.fill(0, BS + 100, BS + 200);
     await writeFile(dataPath, data);
@@ -109,6 +110,69 @@ describe('tier-fs partial copies (block-granular read-through)', () => {
     expect(isTierError(bad, 'INVALID_KEY')).toBe(true);
     await small.close();
   });
+
+  it('a partial retired by another process is never confused with the next one at its path', async () => {
+    const { dir } = await setup(10);
+    const root = join(dir, 'shared');
+    // Three tiers on one root stand for three processes.
+    const [a, b, c] = ['a', 'b', 'c'].map((name) => new FsTier({ root, name }));
+    cleanups.unshift(async () => {
+      for (const t of [a, b, c]) await t!.close();
+    });
+    const source = { size: 300, etag: '"e"' };
+    const bytes = patternBytes(300, 7);
+    const opts = { blockSize: 100 };
+
+    const x = await a!.openPartial('k', source, opts);
+    for (let i = 0; i < 3; i++) await x.writeBlock(i, bytes.subarray(i * 100, (i + 1) * 100));
+    const late = await b!.openPartial('k', source, opts); // the same partial, complete
+    await x.publish();
+    // A third process misses the old partial and starts the next one at the same path.
+    const next = await c!.openPartial('k', source, opts);
+    expect(next.has(0)).toBe(false);
+    await next.close();
+    // The late publisher must not publish the next partial's (empty) data.
+    const meta = await late.publish();
+    expect(meta.size).toBe(300);
+    expect(Buffer.compare(Buffer.from((await b!.read('k'))!), Buffer.from(bytes))).toBe(0);
+    await late.close();
+
+    // A process that knew the old partial's blocks must not credit them to the next one.
+    await b!.delete('k');
+    const again = await a!.openPartial('k', source, opts);
+    expect([0, 1, 2].map((i) => again.has(i))).toEqual([false, false, false]);
+    await again.close();
+    await x.close();
+  });
+
+  it('processes opening the same partials at once share one copy each, new or replacing another source', async () => {
+    const { dir } = await setup(10);
+    const root = join(dir, 'shared');
+    const n = 100;
+    const seed = new FsTier({ root, name: 'seed' });
+    // Half the keys start with a partial of another source, which the openers must replace once.
+    for (let k = 0; k < n; k += 2) {
+      await (await seed.openPartial(`k${k}`, { size: 400, etag: '"old"' }, { blockSize: 100 })).close();
+    }
+    await seed.close();
+    const children = [0, 1, 2, 3].map((i) => runFixture('partial-opener.mjs', [root, String(i), String(n)]));
+    for (const c of children) {
+      await c.waitFor(/^done$/, 60_000);
+      const exit = await c.exited;
+      expect(exit.code, exit.stderr).toBe(0);
+    }
+    // Every process's block landed in the one partial that stayed.
+    const check = new FsTier({ root, name: 'check' });
+    cleanups.unshift(() => check.close());
+    for (let k = 0; k < n; k++) {
+      const entry = await check.openPartial(`k${k}`, { size: 400, etag: '"new"' }, { blockSize: 100 });
+      expect(
+        [0, 1, 2, 3].map((b) => entry.has(b)),
+        `k${k}`,
+      ).toEqual([true, true, true, true]);
+      await entry.close();
+    }
+  }, 90_000);
 
   it('4 processes reading the same cold object fetch each block from the origin once', async () => {
     const size = 48 * BS + 999;

@@ -2,9 +2,10 @@
  * Partial copies of objects, filled block by block (tier-core's BlockCache).
  *
  * `.tierkit/partial/<keyhash>/` holds:
- * - `info.json`: key, the source (size, ETag) the blocks come from, block size;
- * - `data`: a sparse file of the object's size, blocks written at their offsets;
- * - `blocks`: 8 bytes per block, a CRC-32 of the block then a marker, written
+ * - `info.json`: key, the source (size, ETag) the blocks come from, block size,
+ *   and the partial's random id;
+ * - `data.<id>`: a sparse file of the object's size, blocks written at their offsets;
+ * - `blocks.<id>`: 8 bytes per block, a CRC-32 of the block then a marker, written
  *   after the block's data. A block counts as present only with the marker, and
  *   a partial reopened by a new process has its blocks checked against their
  *   CRCs, so a block torn by a crash or power loss is fetched again, never served.
@@ -13,6 +14,12 @@
  * before fetching it, so each block is fetched once across processes. The
  * directory is created under a private name and renamed into place, so two
  * processes opening the same new partial agree on one.
+ *
+ * Another process may retire the partial at `<keyhash>/` (publish it, or replace
+ * it for a new source) and a third create the next one there at any moment. The
+ * id in the file names is what keeps that safe without locks: a name opened from
+ * an info.json belongs to that partial or to none, so a process never pairs one
+ * partial's markers with another's bytes, nor publishes another partial's data.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
@@ -27,6 +34,8 @@ const MARKER = 0x424c4b31; // 'BLK1'
 const SLOT = 8;
 
 interface Info {
+  /** Random, unique to this partial: part of its files' names. */
+  readonly id: string;
   readonly key: string;
   readonly source: SourceMeta;
   readonly blockSize: number;
@@ -40,10 +49,12 @@ export interface PartialHost {
   readonly fileMode: number;
   readonly locks: LockFiles;
   readonly tier: string;
-  /** Partial dir → blocks this process wrote or checked (so a reopen need not reread them). */
-  readonly verified: Map<string, Uint8Array>;
+  /** Partial dir → the blocks this process wrote or checked in the partial with that id (so a reopen need not reread them). */
+  readonly verified: Map<string, { readonly id: string; readonly present: Uint8Array }>;
   /** The worker pool that checks blocks' CRCs at reopen, if any. */
   readonly pool?: ReadPool;
+  /** The entry of `key` if it is a complete copy of `source` (published by another process). */
+  published(key: string, source: SourceMeta): Promise<ObjectMeta | undefined>;
   /** Publishes `file` (a private hard link to the data) as `key`; takes ownership of `file`. */
   publish(key: string, file: string, source: SourceMeta): Promise<ObjectMeta>;
 }
@@ -61,6 +72,7 @@ export class FsPartial implements PartialEntry {
   readonly blockCount: number;
   readonly #host: PartialHost;
   readonly #dir: string;
+  readonly #id: string;
   readonly #source: SourceMeta;
   readonly #data: fsp.FileHandle;
   readonly #blocks: fsp.FileHandle;
@@ -77,6 +89,7 @@ export class FsPartial implements PartialEntry {
   ) {
     this.#host = host;
     this.#dir = dir;
+    this.#id = info.id;
     this.key = info.key;
     this.#source = info.source;
     this.size = info.source.size;
@@ -85,8 +98,11 @@ export class FsPartial implements PartialEntry {
     this.#data = data;
     this.#blocks = blocks;
     const known = host.verified.get(dir);
-    this.#present = known?.length === this.blockCount ? known : new Uint8Array(this.blockCount);
-    host.verified.set(dir, this.#present);
+    this.#present =
+      known?.id === info.id && known.present.length === this.blockCount
+        ? known.present
+        : new Uint8Array(this.blockCount);
+    host.verified.set(dir, { id: info.id, present: this.#present });
   }
 
   /** Opens the partial copy of `key` from `source`, creating it, or replacing one of another source. */
@@ -109,10 +125,15 @@ export class FsPartial implements PartialEntry {
       if (info && info.key === key && sameSource(info.source, source) && info.blockSize === blockSize) {
         const opened = await FsPartial.#openExisting(host, dir, info);
         if (opened) return opened;
-      } else if (info || (await exists(dir))) {
-        // Another source, block size or a broken leftover: move it aside, then build ours.
-        host.verified.delete(dir);
-        await discardDir(host.dir, dir);
+      } else if (info) {
+        // Another source or block size: move it aside, then build ours.
+        await discardDir(host, dir, info.id);
+      } else if (await exists(dir)) {
+        // No readable info.json: a leftover of another format or a damaged disk, unless
+        // a new partial has just been renamed into place. Judged again before it goes.
+        const again = await readInfo(dir);
+        if (!again) await discardDir(host, dir, undefined);
+        else continue;
       }
       if (attempt >= 4) {
         throw new TierError('UNAVAILABLE', `could not open the partial copy of '${key}' (it kept changing)`, {
@@ -120,7 +141,7 @@ export class FsPartial implements PartialEntry {
           tier: host.tier,
         });
       }
-      await FsPartial.#create(host, dir, { key, source, blockSize });
+      await FsPartial.#create(host, dir, { id: randomBytes(8).toString('hex'), key, source, blockSize });
     }
   }
 
@@ -128,10 +149,11 @@ export class FsPartial implements PartialEntry {
     let data: fsp.FileHandle | undefined;
     let blocks: fsp.FileHandle | undefined;
     try {
-      data = await fsp.open(join(dir, 'data'), 'r+');
-      blocks = await fsp.open(join(dir, 'blocks'), 'r+');
+      data = await fsp.open(join(dir, `data.${info.id}`), 'r+');
+      blocks = await fsp.open(join(dir, `blocks.${info.id}`), 'r+');
     } catch (err) {
       await data?.close();
+      // Retired since its info.json was read: look again.
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
     }
@@ -149,10 +171,10 @@ export class FsPartial implements PartialEntry {
     const tmp = join(host.dir, `.new-${process.pid}-${++seq}-${randomBytes(3).toString('hex')}@${HOST_SAFE}`);
     await fsp.mkdir(tmp, { recursive: true });
     try {
-      const data = await fsp.open(join(tmp, 'data'), 'wx', host.fileMode);
+      const data = await fsp.open(join(tmp, `data.${info.id}`), 'wx', host.fileMode);
       await data.truncate(info.source.size);
       await data.close();
-      const blocks = await fsp.open(join(tmp, 'blocks'), 'wx');
+      const blocks = await fsp.open(join(tmp, `blocks.${info.id}`), 'wx');
       await blocks.truncate(Math.ceil(info.source.size / info.blockSize) * SLOT);
       await blocks.close();
       await fsp.writeFile(join(tmp, 'info.json'), JSON.stringify(info));
@@ -256,15 +278,25 @@ export class FsPartial implements PartialEntry {
       this.#host.dir,
       `.pub-${process.pid}-${++seq}-${randomBytes(3).toString('hex')}@${HOST_SAFE}`,
     );
-    await fsp.link(join(this.#dir, 'data'), link);
+    try {
+      await fsp.link(join(this.#dir, `data.${this.#id}`), link);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // Retired by another process meanwhile: published by it (served as is), or replaced for a new source.
+      const meta = await this.#host.published(this.key, this.#source);
+      if (meta) return meta;
+      throw new TierError('CHANGED', `the partial copy of '${this.key}' was retired by another process`, {
+        key: this.key,
+        tier: this.#host.tier,
+      });
+    }
     const meta = await this.#host.publish(this.key, link, this.#source);
     await this.discard();
     return meta;
   }
 
   async discard(): Promise<void> {
-    this.#host.verified.delete(this.#dir);
-    await discardDir(this.#host.dir, this.#dir);
+    await discardDir(this.#host, this.#dir, this.#id);
   }
 
   async close(): Promise<void> {
@@ -334,7 +366,13 @@ async function writeAll(fh: fsp.FileHandle, bytes: Uint8Array, position: number)
 async function readInfo(dir: string): Promise<Info | undefined> {
   try {
     const info = JSON.parse(await fsp.readFile(join(dir, 'info.json'), 'utf8')) as Info;
-    if (typeof info.key !== 'string' || typeof info.source?.size !== 'number' || !(info.blockSize > 0)) {
+    if (
+      typeof info.id !== 'string' ||
+      !/^[0-9a-f]{16}$/.test(info.id) ||
+      typeof info.key !== 'string' ||
+      typeof info.source?.size !== 'number' ||
+      !(info.blockSize > 0)
+    ) {
       return undefined;
     }
     return info;
@@ -350,15 +388,29 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-/** Renames a partial aside (atomic for everyone else), then removes it. */
-async function discardDir(root: string, dir: string): Promise<void> {
-  const aside = join(root, `.old-${process.pid}-${++seq}-${randomBytes(3).toString('hex')}@${HOST_SAFE}`);
+/**
+ * Renames the partial with id `id` (undefined: one without a readable info.json)
+ * aside, atomically for everyone else, then removes it. What is at `dir` may
+ * have been replaced since it was judged: a newer partial is put back, never removed.
+ */
+async function discardDir(host: PartialHost, dir: string, id: string | undefined): Promise<void> {
+  const aside = join(host.dir, `.old-${process.pid}-${++seq}-${randomBytes(3).toString('hex')}@${HOST_SAFE}`);
   try {
     await fsp.rename(dir, aside);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;
   }
+  if ((await readInfo(aside))?.id !== id) {
+    // If yet another partial took the path meanwhile, this one is lost to its users
+    // (they fetch their blocks again; nothing wrong is served) and goes as a leftover.
+    const back = await fsp.rename(aside, dir).then(
+      () => true,
+      () => false,
+    );
+    if (back) return;
+  }
+  if (host.verified.get(dir)?.id === id) host.verified.delete(dir);
   await fsp.rm(aside, { recursive: true, force: true });
 }
 
@@ -384,8 +436,11 @@ export async function cleanPartialLeftovers(
         remove = st !== undefined && now - st.mtimeMs > leftoverAgeMs;
       }
     } else {
-      // A partial's `blocks` file changes with every block written: its age is the partial's idle time.
-      const st = await fsp.stat(join(path, 'blocks')).catch(() => fsp.lstat(path).catch(() => undefined));
+      // A partial's blocks file changes with every block written: its age is the partial's idle time.
+      const id = (await readInfo(path))?.id;
+      const st = await (id ? fsp.stat(join(path, `blocks.${id}`)) : Promise.reject()).catch(() =>
+        fsp.lstat(path).catch(() => undefined),
+      );
       remove = st !== undefined && now - st.mtimeMs > partialAgeMs;
     }
     if (remove) await fsp.rm(path, { recursive: true, force: true }).catch(() => {});
