@@ -14,7 +14,20 @@ export const MAX_SEGMENT_BYTES = 255;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: that is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
-const encoder = new TextEncoder();
+/** UTF-8 length of a well-formed string, without encoding it (this runs on every operation). */
+function utf8Length(s: string, start = 0, end = s.length): number {
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      n += 4; // a surrogate pair (well-formedness is checked first)
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
 
 /** Returns why `key` is not valid, or undefined if it is. */
 export function keyProblem(key: unknown): string | undefined {
@@ -24,15 +37,24 @@ export function keyProblem(key: unknown): string | undefined {
   if (key.includes('\\')) return 'a key must not contain backslashes';
   if (key.startsWith('/')) return "a key must be relative (no leading '/')";
   if (!key.isWellFormed()) return 'a key must be well-formed Unicode';
-  if (encoder.encode(key).byteLength > MAX_KEY_BYTES) return `a key must be at most ${MAX_KEY_BYTES} bytes`;
-  for (const segment of key.split('/')) {
-    if (segment === '') return "a key must not contain empty segments ('//' or a trailing '/')";
-    if (segment === '.' || segment === '..') return `a key must not contain a '${segment}' segment`;
-    if (encoder.encode(segment).byteLength > MAX_SEGMENT_BYTES) {
+  // A UTF-16 unit is at most 3 UTF-8 bytes: short keys need no counting.
+  if (key.length * 3 > MAX_KEY_BYTES && utf8Length(key) > MAX_KEY_BYTES) {
+    return `a key must be at most ${MAX_KEY_BYTES} bytes`;
+  }
+  for (let start = 0; ; ) {
+    const slash = key.indexOf('/', start);
+    const end = slash < 0 ? key.length : slash;
+    const n = end - start;
+    if (n === 0) return "a key must not contain empty segments ('//' or a trailing '/')";
+    if (n <= 2 && key.charCodeAt(start) === 0x2e && (n === 1 || key.charCodeAt(start + 1) === 0x2e)) {
+      return `a key must not contain a '${key.slice(start, end)}' segment`;
+    }
+    if (n * 3 > MAX_SEGMENT_BYTES && utf8Length(key, start, end) > MAX_SEGMENT_BYTES) {
       return `a key segment must be at most ${MAX_SEGMENT_BYTES} bytes`;
     }
+    if (slash < 0) return undefined;
+    start = slash + 1;
   }
-  return undefined;
 }
 
 export function isValidKey(key: unknown): key is string {

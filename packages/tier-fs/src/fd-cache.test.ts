@@ -64,56 +64,92 @@ describe('open-descriptor cache', () => {
     await tier.close();
   });
 
-  it('sees another process replace (tier write), rewrite in place, or delete the file', async () => {
-    const root = join(base, `r${++n}`);
-    const tier = new FsTier({ root, fsync: false });
-    await tier.write('m/x', enc('version-1'));
-    expect(dec(await tier.read('m/x'))).toBe('version-1');
-    const etag1 = (await tier.stat('m/x'))!.etag;
+  it.each(['inline', 'offload'] as const)(
+    'descriptorCheck %s: sees another process replace (tier write), rewrite in place, or delete the file',
+    async (descriptorCheck) => {
+      const root = join(base, `r${++n}`);
+      const tier = new FsTier({ root, fsync: false, descriptorCheck });
+      await tier.open();
+      expect(tier.descriptorCheck).toBe(descriptorCheck);
+      await tier.write('m/x', enc('version-1'));
+      expect(dec(await tier.read('m/x'))).toBe('version-1');
+      const etag1 = (await tier.stat('m/x'))!.etag;
 
-    // Another process publishes through its own FsTier (rename of a new inode).
-    inChild(
-      root,
-      `import { FsTier } from '@tierkit/tier-fs';
+      // Another process publishes through its own FsTier (rename of a new inode).
+      inChild(
+        root,
+        `import { FsTier } from '@tierkit/tier-fs';
        const t = new FsTier({ root, fsync: false });
        await t.write('m/x', new TextEncoder().encode('version-2, longer'));
        await t.close();`,
-    );
-    expect(dec(await tier.read('m/x'))).toBe('version-2, longer');
-    expect((await tier.stat('m/x'))!.etag).not.toBe(etag1);
+      );
+      expect(dec(await tier.read('m/x'))).toBe('version-2, longer');
+      expect((await tier.stat('m/x'))!.etag).not.toBe(etag1);
 
-    // Another program rewrites the file in place with bytes of the same length.
-    inChild(
-      root,
-      `import { openSync, writeSync, closeSync } from 'node:fs';
+      // Another program rewrites the file in place with bytes of the same length.
+      inChild(
+        root,
+        `import { openSync, writeSync, closeSync } from 'node:fs';
        const fd = openSync(root + '/m/x', 'r+');
        writeSync(fd, Buffer.from('VERSION-3'), 0, 9, 0);
        closeSync(fd);`,
-    );
-    expect(dec(await tier.read('m/x'))).toBe('VERSION-3, longer');
+      );
+      expect(dec(await tier.read('m/x'))).toBe('VERSION-3, longer');
 
-    // Another process removes it: a miss, and the stale descriptor is closed.
-    inChild(root, `import { unlinkSync } from 'node:fs'; unlinkSync(root + '/m/x');`);
-    expect(await tier.read('m/x')).toBeUndefined();
-    expect(tier.openDescriptors).toBe(0);
-    await tier.close();
-  });
+      // Another process removes it: a miss, and the stale descriptor is closed.
+      inChild(root, `import { unlinkSync } from 'node:fs'; unlinkSync(root + '/m/x');`);
+      expect(await tier.read('m/x')).toBeUndefined();
+      expect(tier.openDescriptors).toBe(0);
+      await tier.close();
+    },
+  );
 
-  it('ifMatch and ranges are checked against the file the path names now', async () => {
-    const root = join(base, `r${++n}`);
-    const tier = new FsTier({ root, fsync: false });
-    await tier.write('k', enc('short'));
-    const etag = (await tier.stat('k'))!.etag;
-    expect(dec(await tier.read('k', { ifMatch: etag }))).toBe('short');
-    inChild(
-      root,
-      `import { writeFileSync, renameSync } from 'node:fs';
+  it.each(['inline', 'offload'] as const)(
+    'descriptorCheck %s: ifMatch and ranges are checked against the file the path names now',
+    async (descriptorCheck) => {
+      const root = join(base, `r${++n}`);
+      const tier = new FsTier({ root, fsync: false, descriptorCheck });
+      await tier.write('k', enc('short'));
+      const etag = (await tier.stat('k'))!.etag;
+      expect(dec(await tier.read('k', { ifMatch: etag }))).toBe('short');
+      inChild(
+        root,
+        `import { writeFileSync, renameSync } from 'node:fs';
        writeFileSync(root + '/.tierkit/tmp/x', 'a much longer body');
        renameSync(root + '/.tierkit/tmp/x', root + '/k');`,
-    );
-    await expect(tier.read('k', { ifMatch: etag })).rejects.toMatchObject({ code: 'CHANGED' });
-    // The cached size was 5: a range only the new file has is still served.
-    expect(dec(await tier.read('k', { range: { offset: 7, length: 6 } }))).toBe('longer');
+      );
+      await expect(tier.read('k', { ifMatch: etag })).rejects.toMatchObject({ code: 'CHANGED' });
+      // The cached size was 5: a range only the new file has is still served.
+      expect(dec(await tier.read('k', { range: { offset: 7, length: 6 } }))).toBe('longer');
+      await tier.close();
+    },
+  );
+
+  it('checks inline on a local disk by default; descriptorCheck none trusts the descriptor, own writes still drop it', async () => {
+    const root = join(base, `r${++n}`);
+    const local = await new FsTier({ root, fsync: false }).open();
+    // The tests' temp dir is on a local filesystem (ext4, tmpfs, overlay …).
+    expect(local.descriptorCheck).toBe('inline');
+    await local.close();
+    await expect(
+      async () => new FsTier({ root, descriptorCheck: 'sometimes' as 'none' }),
+    ).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+
+    const tier = new FsTier({ root, fsync: false, descriptorCheck: 'none' });
+    await tier.write('kv/chunk', enc('chunk-bytes'));
+    expect(dec(await tier.read('kv/chunk'))).toBe('chunk-bytes');
+    // Content-addressed data never changes under its key; a replacement by another
+    // process is not looked for (documented): the descriptor's file is served.
+    inChild(root, `import { unlinkSync } from 'node:fs'; unlinkSync(root + '/kv/chunk');`);
+    expect(dec(await tier.read('kv/chunk'))).toBe('chunk-bytes');
+    // This process's own write or delete is never missed.
+    await tier.write('kv/chunk', enc('rewritten'));
+    expect(dec(await tier.read('kv/chunk'))).toBe('rewritten');
+    await tier.delete('kv/chunk');
+    expect(await tier.read('kv/chunk')).toBeUndefined();
+    expect(tier.openDescriptors).toBe(0);
     await tier.close();
   });
 

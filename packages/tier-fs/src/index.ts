@@ -1,5 +1,6 @@
 export {
   createFsTier,
+  type DescriptorCheck,
   type FillLockOptions,
   type FsChecksum,
   type FsEntryInfo,
