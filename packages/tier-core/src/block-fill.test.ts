@@ -11,6 +11,7 @@ import type {
   ObjectMeta,
   PartialEntry,
   PartialOptions,
+  ReadIntoOptions,
   ReadOptions,
   SourceMeta,
 } from './tier.js';
@@ -96,6 +97,14 @@ class RangeLog extends DelegatingTier {
     this.fetched += bytes.byteLength;
     await this.afterRead?.();
     return Readable.from([bytes]);
+  }
+  override async readInto(key: string, target: Uint8Array, options?: ReadIntoOptions) {
+    const n = await this.inner.readInto(key, target, options);
+    if (n === undefined) return n;
+    this.ranges.push(`${options?.offset ?? 0}+${n}`);
+    this.fetched += n;
+    await this.afterRead?.();
+    return n;
   }
 }
 

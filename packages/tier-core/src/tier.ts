@@ -165,6 +165,12 @@ export interface PartialEntry {
   release(block: number): Promise<void>;
   /** Stores a block (exactly its length) and records it present. */
   writeBlock(block: number, bytes: Uint8Array): Promise<void>;
+  /**
+   * Memory to assemble a block of `length` bytes in before `writeBlock`
+   * (e.g. shared memory an entry writes from on worker threads). Optional:
+   * fills use plain memory without it.
+   */
+  blockBuffer?(length: number): Uint8Array;
   /** Reads `target.byteLength` bytes at `offset`; every block they touch must be present. */
   readInto(target: Uint8Array, offset: number): Promise<void>;
   /** Publishes the complete object as a normal entry (atomic; idempotent across processes). */

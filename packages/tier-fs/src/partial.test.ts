@@ -1,7 +1,15 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createStack, DelegatingTier, isTierError, type ReadOptions, type Tier } from '@tierkit/tier-core';
+import { isShared } from '@tierkit/pool';
+import {
+  createStack,
+  DelegatingTier,
+  isTierError,
+  type ReadIntoOptions,
+  type ReadOptions,
+  type Tier,
+} from '@tierkit/tier-core';
 import { patternBytes } from '@tierkit/tier-core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FsTier } from './index.js';
@@ -19,6 +27,12 @@ class Counting extends DelegatingTier {
     });
     return stream;
   }
+  override async readInto(key: string, target: Uint8Array, options?: ReadIntoOptions) {
+    const n = await this.inner.readInto(key, target, options);
+    this.ranges.push(options?.offset ?? 0);
+    this.fetched += n ?? 0;
+    return n;
+  }
 }
 
 const BS = 64 * 1024;
@@ -28,7 +42,7 @@ afterEach(async () => {
   cleanups = [];
 });
 
-async function setup(size: number) {
+async function setup(size: number, pool = true) {
   const { dir, cleanup } = await tempDir('partial');
   cleanups.push(cleanup);
   const originFs = new FsTier({ root: join(dir, 'origin'), name: 'origin' });
@@ -36,7 +50,7 @@ async function setup(size: number) {
   await originFs.write('models/m.safetensors', bytes);
   cleanups.unshift(() => originFs.close());
   const open = () => {
-    const cache = new FsTier({ root: join(dir, 'cache'), name: 'cache' });
+    const cache = new FsTier({ root: join(dir, 'cache'), name: 'cache', pool });
     const origin = new Counting(new FsTier({ root: join(dir, 'origin'), name: 'origin' }));
     const stack = createStack([cache, origin as Tier], { blockSize: BS, fillConcurrency: 4 });
     return { cache, origin, stack };
@@ -67,6 +81,27 @@ describe('tier-fs partial copies (block-granular read-through)', () => {
     expect(await readdir(join(dir, 'cache', '.tierkit', 'partial'))).toEqual([]);
     await b.stack.close();
   });
+
+  it.each([true, false])(
+    'pool %s: blocks assembled in %s memory are written byte-exact, each block once',
+    async (pool) => {
+      const size = 9 * BS + 77;
+      const { bytes, open } = await setup(size, pool);
+      const a = open();
+      const [entry] = await Promise.all([
+        a.cache.openPartial('probe', { size: 10 }, { blockSize: 10 }),
+        Promise.resolve(),
+      ]);
+      // With a pool the entry hands out shared memory, so a worker can write it without a copy.
+      expect(isShared(entry.blockBuffer!(16))).toBe(pool);
+      await entry.discard();
+      await entry.close();
+      const got = await a.stack.read('models/m.safetensors');
+      expect(Buffer.compare(Buffer.from(got!), Buffer.from(bytes))).toBe(0);
+      expect(a.origin.fetched).toBe(size);
+      await a.stack.close();
+    },
+  );
 
   it('a block torn by a crash is fetched again, never served', async () => {
     const { dir, bytes, open } = await setup(4 * BS);

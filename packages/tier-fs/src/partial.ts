@@ -25,7 +25,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import type { ReadPool } from '@tierkit/pool';
+import { isShared, type ReadPool, sharedBytes } from '@tierkit/pool';
 import { type ObjectMeta, type PartialEntry, type SourceMeta, TierError } from '@tierkit/tier-core';
 import type { FsLock, LockFiles } from './lock.js';
 import { HOST_SAFE, isPidAlive, keyHash } from './paths.js';
@@ -191,6 +191,11 @@ export class FsPartial implements PartialEntry {
     return this.#present[block] === 1;
   }
 
+  /** Shared memory when a worker pool writes the blocks, so it can write them without a copy. */
+  blockBuffer(length: number): Uint8Array {
+    return this.#host.pool && !this.#host.pool.closed ? sharedBytes(length) : Buffer.allocUnsafe(length);
+  }
+
   /** Picks up blocks other processes have written (their markers; their CRCs were checked by them). */
   async refresh(): Promise<void> {
     const slots = await this.#readSlots();
@@ -229,9 +234,17 @@ export class FsPartial implements PartialEntry {
         retryable: false,
       });
     }
-    await writeAll(this.#data, bytes, offset);
+    const pool = this.#host.pool;
+    let crc: number;
+    if (pool && !pool.closed && isShared(bytes)) {
+      // Write and checksum on a worker: the event loop stays free for readers.
+      crc = await pool.write(this.#data.fd, bytes, offset, true);
+    } else {
+      await writeAll(this.#data, bytes, offset);
+      crc = crc32(bytes);
+    }
     const slot = Buffer.alloc(SLOT);
-    slot.writeUInt32LE(crc32(bytes), 0);
+    slot.writeUInt32LE(crc, 0);
     slot.writeUInt32LE(MARKER, 4);
     // The marker goes after the data: a block is never marked before its bytes are written.
     await writeAll(this.#blocks, slot, block * SLOT);
