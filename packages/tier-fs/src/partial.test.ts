@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { closeSync, constants, openSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isShared } from '@tierkit/pool';
@@ -82,24 +83,58 @@ describe('tier-fs partial copies (block-granular read-through)', () => {
     await b.stack.close();
   });
 
+  it.each([true, false])('pool: %s — blocks are written byte-exact, each fetched once', async (pool) => {
+    const size = 9 * BS + 77;
+    const { bytes, open } = await setup(size, pool);
+    const a = open();
+    const [entry] = await Promise.all([
+      a.cache.openPartial('probe', { size: 10 }, { blockSize: 10 }),
+      Promise.resolve(),
+    ]);
+    // With a pool the entry hands out shared memory, so a worker can write it without a copy.
+    expect(isShared(entry.blockBuffer!(16))).toBe(pool);
+    await entry.discard();
+    await entry.close();
+    const got = await a.stack.read('models/m.safetensors');
+    expect(Buffer.compare(Buffer.from(got!), Buffer.from(bytes))).toBe(0);
+    expect(a.origin.fetched).toBe(size);
+    await a.stack.close();
+  });
+
   it.each([true, false])(
-    'pool %s: blocks assembled in %s memory are written byte-exact, each block once',
-    async (pool) => {
-      const size = 9 * BS + 77;
-      const { bytes, open } = await setup(size, pool);
-      const a = open();
-      const [entry] = await Promise.all([
-        a.cache.openPartial('probe', { size: 10 }, { blockSize: 10 }),
-        Promise.resolve(),
-      ]);
-      // With a pool the entry hands out shared memory, so a worker can write it without a copy.
-      expect(isShared(entry.blockBuffer!(16))).toBe(pool);
-      await entry.discard();
+    'directFill: %s — whole blocks go past the page cache where the filesystem allows, the tail buffered',
+    async (directFill) => {
+      const { dir } = await setup(10);
+      const root = join(dir, `direct-${directFill}`);
+      const tier = new FsTier({ root, name: 'cache', directFill });
+      cleanups.unshift(() => tier.close());
+      await tier.open();
+      expect(tier.directFill).toBe(directFill);
+      // Does this filesystem take O_DIRECT at all (tmpfs does not)?
+      let supported = true;
+      try {
+        closeSync(openSync(join(root, 'probe'), constants.O_RDWR | constants.O_CREAT | constants.O_DIRECT));
+      } catch {
+        supported = false;
+      }
+      const bs = 64 * 1024;
+      const size = 3 * bs + 100;
+      const bytes = patternBytes(size, 11);
+      const entry = await tier.openPartial('m', { size, etag: '"d"' }, { blockSize: bs });
+      for (let b = 0; b < 4; b++) {
+        const start = b * bs;
+        const chunk = bytes.subarray(start, Math.min(start + bs, size));
+        const buf = entry.blockBuffer!(chunk.byteLength);
+        buf.set(chunk);
+        await entry.writeBlock(b, buf);
+      }
+      // Three whole blocks direct; the 100-byte tail is not a multiple of 4 KiB.
+      expect((entry as unknown as { directWrites: number }).directWrites).toBe(
+        directFill && supported ? 3 : 0,
+      );
+      await entry.publish();
       await entry.close();
-      const got = await a.stack.read('models/m.safetensors');
-      expect(Buffer.compare(Buffer.from(got!), Buffer.from(bytes))).toBe(0);
-      expect(a.origin.fetched).toBe(size);
-      await a.stack.close();
+      expect(Buffer.compare(Buffer.from((await tier.read('m'))!), Buffer.from(bytes))).toBe(0);
     },
   );
 

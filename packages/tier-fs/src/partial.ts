@@ -22,7 +22,7 @@
  * partial's markers with another's bytes, nor publishes another partial's data.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { closeSync, constants, promises as fsp, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { isShared, type ReadPool, sharedBytes } from '@tierkit/pool';
@@ -53,6 +53,8 @@ export interface PartialHost {
   readonly verified: Map<string, { readonly id: string; readonly present: Uint8Array }>;
   /** The worker pool that checks blocks' CRCs at reopen, if any. */
   readonly pool?: ReadPool;
+  /** Write blocks with O_DIRECT where the filesystem takes it (see FsTierOptions.directFill). */
+  readonly direct: boolean;
   /** The entry of `key` if it is a complete copy of `source` (published by another process). */
   published(key: string, source: SourceMeta): Promise<ObjectMeta | undefined>;
   /** Publishes `file` (a private hard link to the data) as `key`; takes ownership of `file`. */
@@ -76,9 +78,15 @@ export class FsPartial implements PartialEntry {
   readonly #source: SourceMeta;
   readonly #data: fsp.FileHandle;
   readonly #blocks: fsp.FileHandle;
+  /** The data file opened with O_DIRECT, while direct writes work here. */
+  #direct: fsp.FileHandle | undefined;
+  /** Buffers this entry handed out whose memory it knows to be aligned: buffer → aligned byte offset. */
+  readonly #aligned = new WeakMap<ArrayBufferLike, number>();
   readonly #present: Uint8Array;
   readonly #claims = new Map<number, FsLock>();
   #closed = false;
+  /** Blocks this handle wrote with O_DIRECT (diagnostics and tests). */
+  directWrites = 0;
 
   private constructor(
     host: PartialHost,
@@ -158,6 +166,7 @@ export class FsPartial implements PartialEntry {
       throw err;
     }
     const p = new FsPartial(host, dir, info, data, blocks);
+    if (host.direct) p.#direct = await openDirect(join(dir, `data.${info.id}`));
     try {
       await p.#verify();
     } catch (err) {
@@ -191,9 +200,68 @@ export class FsPartial implements PartialEntry {
     return this.#present[block] === 1;
   }
 
-  /** Shared memory when a worker pool writes the blocks, so it can write them without a copy. */
+  /**
+   * Memory for blocks about to be written: shared when a worker pool writes
+   * them (no copy to the worker), and aligned for O_DIRECT when blocks go
+   * straight to the disk.
+   */
   blockBuffer(length: number): Uint8Array {
-    return this.#host.pool && !this.#host.pool.closed ? sharedBytes(length) : Buffer.allocUnsafe(length);
+    const shared = this.#host.pool !== undefined && !this.#host.pool.closed;
+    if (!this.#direct || this.blockSize % DIRECT_ALIGN !== 0) {
+      return shared ? sharedBytes(length) : Buffer.allocUnsafe(length);
+    }
+    const whole = shared ? sharedBytes(length + DIRECT_ALIGN) : Buffer.allocUnsafeSlow(length + DIRECT_ALIGN);
+    const at = this.#alignmentOf(whole);
+    if (at === undefined) return whole.subarray(0, length);
+    const view = whole.subarray(at, at + length);
+    this.#aligned.set(view.buffer, view.byteOffset);
+    return view;
+  }
+
+  /**
+   * Where in `buf` memory is aligned for O_DIRECT. JavaScript cannot see
+   * addresses, but the kernel refuses a direct write from misaligned memory
+   * with EINVAL: the first offset it accepts (for a scratch file of our own)
+   * is aligned. (A direct read would not do: reading a hole checks nothing.)
+   */
+  #alignmentOf(buf: Uint8Array): number | undefined {
+    const scratch = join(
+      this.#host.dir,
+      `.new-${process.pid}-${++seq}-${randomBytes(3).toString('hex')}@${HOST_SAFE}`,
+    );
+    let fd: number | undefined;
+    try {
+      fd = openSync(
+        scratch,
+        constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT,
+        0o600,
+      );
+      for (let at = 0; at < DIRECT_ALIGN; at += 8) {
+        try {
+          writeSync(fd, buf, at, DIRECT_ALIGN, 0);
+          return at;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EINVAL') return undefined;
+        }
+      }
+      return undefined;
+    } catch {
+      return undefined;
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+      rmSync(scratch, { force: true });
+    }
+  }
+
+  /** Whether `bytes` at `offset` can go to the disk with O_DIRECT. */
+  #directOk(bytes: Uint8Array, offset: number): boolean {
+    const base = this.#aligned.get(bytes.buffer);
+    return (
+      base !== undefined &&
+      (bytes.byteOffset - base) % DIRECT_ALIGN === 0 &&
+      bytes.byteLength % DIRECT_ALIGN === 0 &&
+      offset % DIRECT_ALIGN === 0
+    );
   }
 
   /** Picks up blocks other processes have written (their markers; their CRCs were checked by them). */
@@ -234,14 +302,19 @@ export class FsPartial implements PartialEntry {
         retryable: false,
       });
     }
-    const pool = this.#host.pool;
     let crc: number;
-    if (pool && !pool.closed && isShared(bytes)) {
-      // Write and checksum on a worker: the event loop stays free for readers.
-      crc = await pool.write(this.#data.fd, bytes, offset, true);
-    } else {
-      await writeAll(this.#data, bytes, offset);
-      crc = crc32(bytes);
+    const direct = this.#direct && this.#directOk(bytes, offset) ? this.#direct : undefined;
+    try {
+      crc = await this.#writeData(direct ?? this.#data, bytes, offset);
+      if (direct) this.directWrites++;
+    } catch (err) {
+      // (From a worker the error may come back as a message only.)
+      if (!direct || !/EINVAL/.test(`${(err as NodeJS.ErrnoException).code} ${(err as Error).message}`))
+        throw err;
+      // The filesystem took O_DIRECT at open but not this write: buffered from now on.
+      this.#direct = undefined;
+      await direct.close().catch(() => {});
+      crc = await this.#writeData(this.#data, bytes, offset);
     }
     const slot = Buffer.alloc(SLOT);
     slot.writeUInt32LE(crc, 0);
@@ -249,6 +322,17 @@ export class FsPartial implements PartialEntry {
     // The marker goes after the data: a block is never marked before its bytes are written.
     await writeAll(this.#blocks, slot, block * SLOT);
     this.#present[block] = 1;
+  }
+
+  /** Writes `bytes` at `offset` through `fh` and returns their CRC-32: on a worker when there is a pool. */
+  async #writeData(fh: fsp.FileHandle, bytes: Uint8Array, offset: number): Promise<number> {
+    const pool = this.#host.pool;
+    if (pool && !pool.closed && isShared(bytes)) {
+      // Write and checksum on a worker: the event loop stays free for readers.
+      return pool.write(fh.fd, bytes, offset, true);
+    }
+    await writeAll(fh, bytes, offset);
+    return crc32(bytes);
   }
 
   async readInto(target: Uint8Array, offset: number): Promise<void> {
@@ -318,6 +402,8 @@ export class FsPartial implements PartialEntry {
     for (const b of [...this.#claims.keys()]) await this.release(b);
     await this.#data.close().catch(() => {});
     await this.#blocks.close().catch(() => {});
+    await this.#direct?.close().catch(() => {});
+    this.#direct = undefined;
   }
 
   async #readSlots(): Promise<Buffer> {
@@ -366,6 +452,16 @@ export class FsPartial implements PartialEntry {
       else await writeAll(this.#blocks, Buffer.alloc(SLOT), b * SLOT);
     }
   }
+}
+
+/** O_DIRECT wants memory, offsets and lengths aligned to the device's logical block: 4 KiB covers them all. */
+const DIRECT_ALIGN = 4096;
+
+/** The file opened for O_DIRECT writes, or undefined where the platform or filesystem refuses it. */
+async function openDirect(path: string): Promise<fsp.FileHandle | undefined> {
+  const flag = constants.O_DIRECT;
+  if (!flag) return undefined;
+  return fsp.open(path, constants.O_RDWR | flag).catch(() => undefined);
 }
 
 async function writeAll(fh: fsp.FileHandle, bytes: Uint8Array, position: number): Promise<void> {
