@@ -49,9 +49,11 @@ export interface StackOptions {
    */
   readonly blockSize?: number;
   /**
-   * Spans of one object fetched at once (default 4). A span is a run of
-   * consecutive missing blocks fetched as one ranged stream, at most `spanBytes`
-   * (default 64 MiB); the origin tier may split it further (tier-s3 does).
+   * Spans of one object fetched at once (default 8). A span is a run of
+   * consecutive missing blocks, at most `spanBytes` (default 64 MiB), claimed
+   * by one worker and read in pieces of about 8 MiB, two at a time: 16
+   * requests in flight by default, what a store where one connection gives
+   * 25 MiB/s needs, and as fast as fewer against a local server (measured).
    */
   readonly fillConcurrency?: number;
   readonly spanBytes?: number;
@@ -121,7 +123,7 @@ function resolveOptions(options: StackOptions): ResolvedStackOptions {
     writeMode,
     validate,
     blockSize: positive('blockSize', options.blockSize, 8 * 1024 * 1024),
-    fillConcurrency: positive('fillConcurrency', options.fillConcurrency, 4),
+    fillConcurrency: positive('fillConcurrency', options.fillConcurrency, 8),
     spanBytes: positive('spanBytes', options.spanBytes, 64 * 1024 * 1024),
     fillPollMs: positive('fillPollMs', options.fillPollMs, 25),
     promote: options.promote ?? true,
