@@ -209,6 +209,29 @@ describe('eviction keeps a request’s prefix and drops its suffix first', () =>
     }
   });
 
+  it("the eviction hint reaches an fs tier's journal: the suffix-first order survives a restart", async () => {
+    const root = await mkdtemp(join(tmpdir(), 'tierkit-kv-journal-'));
+    try {
+      const fs = new FsTier({ root, fsync: false, policy: new LruPolicy() });
+      const kv = new KvStore({ tier: fs, model: 'm', chunkSize: CHUNK });
+      const a = kv.chunks(tokensOf(41, 4 * CHUNK));
+      // Written prefix-last, then read back in an order that is not the prefix order.
+      await kv.put(
+        a,
+        a.map((_, i) => chunkBytes(5, i, SIZE)),
+      );
+      for (const i of [0, 3, 1, 2]) await fs.read(a[i]!.key);
+      await kv.get(a);
+      await fs.close();
+      const again = await new FsTier({ root, fsync: false, policy: new LruPolicy() }).open();
+      // Least recently used first: the suffix, then towards the prefix.
+      expect([...again.policy.entries()].map((e) => e.key)).toEqual([...a].reverse().map((c) => c.key));
+      await again.close();
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('pins in a memory tier hold against pressure', async () => {
     const policy = new LruPolicy();
     const memory = createMemoryTier({ maxBytes: 4 * SIZE, policy });

@@ -125,7 +125,8 @@ export class KvStore {
   readonly #members: readonly Tier[];
   /** Member index → its policy, where one is exposed (an index answers `contains` without I/O). */
   readonly #indexes: readonly (Policy | undefined)[];
-  readonly #hinted: readonly Policy[];
+  /** Who gets the eviction hint: a member's own `touch` (which may persist it), else a policy. */
+  readonly #hinted: readonly ((key: string, at: number) => void)[];
   #s = {
     lookups: 0,
     lookupChunks: 0,
@@ -166,9 +167,20 @@ export class KvStore {
       const p = (t as { policy?: unknown }).policy;
       return isPolicy(p) ? p : undefined;
     });
-    const hinted = new Set<Policy>(options.policies ?? []);
-    for (const p of this.#indexes) if (p) hinted.add(p);
-    this.#hinted = [...hinted];
+    const hinted: ((key: string, at: number) => void)[] = [];
+    const covered = new Set<Policy>();
+    for (const [i, t] of this.#members.entries()) {
+      const touch = (t as { touch?: unknown }).touch;
+      const p = this.#indexes[i];
+      if (typeof touch === 'function' && p) {
+        // The tier's own touch moves its policy and records the time (tier-fs journals it).
+        hinted.push((k, at) => touch.call(t, k, at));
+        covered.add(p);
+      }
+    }
+    const policies = new Set<Policy>([...(options.policies ?? []), ...this.#indexes.filter((p) => !!p)]);
+    for (const p of policies) if (!covered.has(p)) hinted.push((k, at) => p.touch(k, at));
+    this.#hinted = hinted;
   }
 
   /** The chunks of a token sequence, each with its hash and tier key. */
@@ -339,8 +351,8 @@ export class KvStore {
   #hint(chunks: Chunks, count: number): void {
     if (!this.#keepPrefix || this.#hinted.length === 0) return;
     const now = this.#clock();
-    for (const p of this.#hinted) {
-      for (let i = count - 1; i >= 0; i--) p.touch(chunks[i]!.key, now);
+    for (const touch of this.#hinted) {
+      for (let i = count - 1; i >= 0; i--) touch(chunks[i]!.key, now);
     }
   }
 }

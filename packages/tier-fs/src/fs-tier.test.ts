@@ -335,6 +335,23 @@ function mountWorks(): boolean {
 }
 
 describe('restart', () => {
+  it('touch() moves an entry and is journaled; uses in one millisecond keep their order across a restart', async () => {
+    const root = freshRoot();
+    const at = 1_700_000_000_000;
+    const tier = new FsTier({ root, clock: () => at });
+    for (const k of ['a', 'b', 'c', 'd']) await tier.write(k, new Uint8Array(10));
+    // All at the same instant: only the order of the calls says which is newest.
+    for (const k of ['d', 'b', 'a', 'c']) tier.touch(k);
+    tier.touch('not-there'); // ignored
+    expect(() => tier.touch('../x')).toThrow(/invalid key/);
+    expect([...tier.policy.entries()].map((e) => e.key)).toEqual(['d', 'b', 'a', 'c']);
+    await tier.close();
+    const again = await new FsTier({ root, clock: () => at }).open();
+    expect([...again.policy.entries()].map((e) => e.key)).toEqual(['d', 'b', 'a', 'c']);
+    expect(again.policy.has('not-there')).toBe(false);
+    await again.close();
+  });
+
   it('keeps last-use times across a restart; eviction order after it follows them', async () => {
     const root = freshRoot();
     const tier = new FsTier({ root, maxBytes: 3000 });

@@ -683,6 +683,18 @@ export class FsTier implements Tier {
 
   // ---- pins, purge, locks ------------------------------------------------
 
+  /**
+   * Marks `key` used at `at` (default now), as a read would: it moves in the
+   * eviction order, and the time is journaled, so the order survives a restart
+   * (KvStore's eviction hint uses this). Unknown keys are ignored.
+   */
+  touch(key: string, at: number = this.#clock()): void {
+    assertKey(key, this.name);
+    if (!this.#policy.get(key)) return;
+    this.#policy.touch(key, at);
+    this.#journal.record(key, at);
+  }
+
   /** Keeps `key` from eviction, across restarts and for every process sharing the root. */
   async pin(key: string): Promise<void> {
     await this.#enter(key, undefined);
@@ -987,8 +999,11 @@ export class FsTier implements Tier {
         size: Number(f.st.size),
         lastUsed: uses.get(f.key) ?? Number(f.st.mtimeMs),
       }));
-      // Oldest first, so an insertion-ordered LRU ends up in last-use order.
-      entries.sort((a, b) => a.lastUsed - b.lastUsed);
+      // Oldest first, so an insertion-ordered LRU ends up in last-use order; the
+      // journal's order breaks ties within a millisecond (a KV eviction hint makes many).
+      const rank = new Map<string, number>();
+      for (const k of uses.keys()) rank.set(k, rank.size);
+      entries.sort((a, b) => a.lastUsed - b.lastUsed || (rank.get(a.key) ?? -1) - (rank.get(b.key) ?? -1));
       for (const e of entries) {
         this.#policy.insert(e.key, e.size, e.lastUsed);
         if (this.#pins.has(e.key)) this.#policy.pin(e.key);

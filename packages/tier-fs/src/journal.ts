@@ -7,8 +7,9 @@
  * only to its own file, so no two writers share a file (NFS-safe). On open the
  * snapshot and every journal are merged (latest time wins), a new snapshot is
  * written, and journals of dead processes are removed. A torn last line from a
- * crash is skipped. Last-use times are hints: losing a few only changes which
- * cold entry is evicted first.
+ * crash is skipped. The order of lines is the order of use, which breaks ties
+ * between uses in the same millisecond. Last-use times are hints: losing a few
+ * only changes which cold entry is evicted first.
  */
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
@@ -34,6 +35,8 @@ export class UseJournal {
   }
 
   record(key: string, ms: number): void {
+    // Kept in the order of use: uses at the same millisecond keep their order on reload.
+    this.#dirty.delete(key);
     this.#dirty.set(key, ms);
   }
 
@@ -132,6 +135,10 @@ function parseInto(text: string, uses: Map<string, number>): void {
     // Keys are not validated here: only keys found on disk by the walk are looked up.
     if (!Number.isFinite(ms)) continue;
     const prev = uses.get(key);
-    if (prev === undefined || ms > prev) uses.set(key, ms);
+    if (prev === undefined || ms >= prev) {
+      // A later line is a later use, even within the same millisecond: it moves to the end.
+      uses.delete(key);
+      uses.set(key, ms);
+    }
   }
 }
