@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, constants, openSync } from 'node:fs';
+import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isShared } from '@tierkit/pool';
@@ -110,13 +110,20 @@ describe('tier-fs partial copies (block-granular read-through)', () => {
       cleanups.unshift(() => tier.close());
       await tier.open();
       expect(tier.directFill).toBe(directFill);
-      // Does this filesystem take O_DIRECT at all (tmpfs does not)?
-      let supported = true;
+      // Does this filesystem take O_DIRECT writes (tmpfs does not)? Asked the way the tier
+      // must: a 4 KiB direct write from some 8-byte offset of a buffer.
+      let supported = false;
       try {
-        closeSync(openSync(join(root, 'probe'), constants.O_RDWR | constants.O_CREAT | constants.O_DIRECT));
-      } catch {
-        supported = false;
-      }
+        const fd = openSync(join(root, 'probe'), constants.O_RDWR | constants.O_CREAT | constants.O_DIRECT);
+        const buf = Buffer.allocUnsafeSlow(8192);
+        for (let at = 0; at < 4096 && !supported; at += 8) {
+          try {
+            writeSync(fd, buf, at, 4096, 0);
+            supported = true;
+          } catch {}
+        }
+        closeSync(fd);
+      } catch {}
       const bs = 64 * 1024;
       const size = 3 * bs + 100;
       const bytes = patternBytes(size, 11);
