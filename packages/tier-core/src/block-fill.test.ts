@@ -23,6 +23,8 @@ import type {
 class MemoryBlockTier extends MemoryTier implements BlockCache {
   readonly partials = new Map<string, { source: SourceMeta; bytes: Uint8Array; present: Uint8Array }>();
   claims = new Set<string>();
+  /** Bytes read back from partial copies (a stream handed blocks from memory reads none). */
+  readBack = 0;
 
   async openPartial(key: string, source: SourceMeta, options: PartialOptions): Promise<PartialEntry> {
     let p = this.partials.get(key);
@@ -63,6 +65,7 @@ class MemoryBlockTier extends MemoryTier implements BlockCache {
           if (part.present[b] !== 1) throw new Error(`block ${b} read before it was present`);
         }
         target.set(part.bytes.subarray(offset, offset + target.byteLength));
+        this.readBack += target.byteLength;
       },
       publish: async (): Promise<ObjectMeta> => {
         const meta = await this.write(key, part.bytes, { source: part.source });
@@ -156,8 +159,30 @@ describe('block-granular read-through', () => {
     for await (const c of stream!) parts.push(c as Buffer);
     expect(new Uint8Array(Buffer.concat(parts))).toEqual(bytes);
     expect(origin.fetched).toBe(25_000);
+    // Blocks fetched while the stream waited were handed over, not read back from the cache.
+    expect(cache.readBack).toBe(0);
     // Published before the stream ended: the next reader finds a complete copy.
     expect((await cache.stat('m'))?.size).toBe(25_000);
+  });
+
+  it('two streams of one cold object both get every byte; one closed early leaves the other whole', async () => {
+    const { originMem, origin, stack, bytes } = setup(25_000);
+    await originMem.write('m', bytes);
+    const [a, b] = await Promise.all([
+      stack.readStream('m'),
+      stack.readStream('m', { range: { offset: 3000, length: 15_000 } }),
+    ]);
+    const early = await stack.readStream('m');
+    early!.destroy();
+    const collectAll = async (s: AsyncIterable<Buffer>) => {
+      const parts: Buffer[] = [];
+      for await (const c of s) parts.push(c);
+      return new Uint8Array(Buffer.concat(parts));
+    };
+    const [all, mid] = await Promise.all([collectAll(a!), collectAll(b!)]);
+    expect(Buffer.compare(Buffer.from(all), Buffer.from(bytes))).toBe(0);
+    expect(Buffer.compare(Buffer.from(mid), Buffer.from(bytes.subarray(3000, 18_000)))).toBe(0);
+    expect(origin.fetched).toBe(25_000);
   });
 
   it('concurrent cold readers fetch each block once', async () => {

@@ -17,6 +17,15 @@ import { TierError, throwIfAborted } from './errors.js';
 import { sleep } from './layers/retry.js';
 import type { PartialEntry, Tier } from './tier.js';
 
+/**
+ * A block fetched while a stream waits for it is handed over as a copy from
+ * memory rather than read back from the cache tier (where it may have gone
+ * past the page cache, so a read-back means a disk read and new page-cache
+ * pages), up to this many bytes not yet taken: a slow reader does not make
+ * the fill hold the object in memory.
+ */
+const HANDOFF_BYTES = 64 * 1024 * 1024;
+
 /** Bytes read from the source per request (whole blocks, at least one): an S3 part's worth. */
 const PIECE_BYTES = 8 * 1024 * 1024;
 /** Pieces of one span fetched at once: the next lands while the last is written. */
@@ -63,6 +72,11 @@ export class BlockFill {
   /** Bytes fetched from the source by this fill. */
   fetchedBytes = 0;
   #published: Promise<unknown> | undefined;
+  /** Blocks a stream of this fill will read: how many streams wait for each. */
+  readonly #streamed = new Map<number, number>();
+  /** Copies of blocks just stored, for the stream that waits for them (see HANDOFF_BYTES). */
+  readonly #handoff = new Map<number, Uint8Array>();
+  #handoffBytes = 0;
   /** Piece buffers not in use, kept for the next pieces (their pages are already touched). */
   readonly #buffers: Uint8Array[] = [];
 
@@ -137,6 +151,7 @@ export class BlockFill {
     const bs = this.entry.blockSize;
     let next = first;
     let asked = false;
+    for (let b = first; b <= last; b++) this.#streamed.set(b, (this.#streamed.get(b) ?? 0) + 1);
     const readable: Readable = new Readable({
       highWaterMark: 2,
       read: () => {
@@ -151,6 +166,9 @@ export class BlockFill {
           .then(async () => {
             const start = Math.max(offset, b * bs);
             const end = Math.min(offset + length, (b + 1) * bs);
+            const kept = this.#handoff.get(b);
+            this.#unwatch(b);
+            if (kept) return kept.subarray(start - b * bs, end - b * bs);
             const out = Buffer.allocUnsafe(end - start);
             await this.entry.readInto(out, start);
             return out;
@@ -166,6 +184,10 @@ export class BlockFill {
             (err) => readable.destroy(err),
           );
       },
+    });
+    // A stream closed early no longer waits for the blocks it did not take.
+    readable.once('close', () => {
+      for (let b = next; b <= last; b++) this.#unwatch(b);
     });
     if (first > last) {
       void (beforeEnd?.() ?? Promise.resolve()).finally(() => readable.push(null));
@@ -360,7 +382,27 @@ export class BlockFill {
   async #store(b: number, bytes: Uint8Array): Promise<void> {
     await this.entry.writeBlock(b, bytes);
     this.fetchedBytes += bytes.byteLength;
+    if (this.#streamed.has(b) && this.#handoffBytes + bytes.byteLength <= HANDOFF_BYTES) {
+      this.#handoff.set(b, Buffer.from(bytes));
+      this.#handoffBytes += bytes.byteLength;
+    }
     this.#done(b);
+  }
+
+  /** Block `b` is no longer waited for by one stream; its copy goes when nobody waits. */
+  #unwatch(b: number): void {
+    const n = this.#streamed.get(b);
+    if (n === undefined) return;
+    if (n > 1) {
+      this.#streamed.set(b, n - 1);
+      return;
+    }
+    this.#streamed.delete(b);
+    const kept = this.#handoff.get(b);
+    if (kept) {
+      this.#handoff.delete(b);
+      this.#handoffBytes -= kept.byteLength;
+    }
   }
 
   #short(expected: number): TierError {
