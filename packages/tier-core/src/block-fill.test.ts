@@ -165,6 +165,24 @@ describe('block-granular read-through', () => {
     expect((await cache.stat('m'))?.size).toBe(25_000);
   });
 
+  it('a cold read copies the blocks it fetches straight into the caller, reading back only those already cached', async () => {
+    const { cache, originMem, origin, stack, bytes } = setup(10_500);
+    await originMem.write('m', bytes);
+    await stack.read('m', { range: { offset: 4000, length: 2000 } }); // blocks 4–5 cached
+    cache.readBack = 0;
+    const target = new Uint8Array(10_500);
+    expect(await stack.readInto('m', target)).toBe(10_500);
+    expect(Buffer.compare(Buffer.from(target), Buffer.from(bytes))).toBe(0);
+    expect(cache.readBack).toBe(2000);
+    expect(origin.fetched).toBe(10_500);
+    // And through read(), a range that starts and ends inside blocks.
+    const { cache: c2, originMem: o2, stack: s2, bytes: b2 } = setup(10_500);
+    await o2.write('m', b2);
+    const got = await s2.read('m', { range: { offset: 1234, length: 5678 } });
+    expect(Buffer.compare(Buffer.from(got!), Buffer.from(b2.subarray(1234, 1234 + 5678)))).toBe(0);
+    expect(c2.readBack).toBe(0);
+  });
+
   it('two streams of one cold object both get every byte; one closed early leaves the other whole', async () => {
     const { originMem, origin, stack, bytes } = setup(25_000);
     await originMem.write('m', bytes);

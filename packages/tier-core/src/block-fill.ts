@@ -72,6 +72,8 @@ export class BlockFill {
   /** Bytes fetched from the source by this fill. */
   fetchedBytes = 0;
   #published: Promise<unknown> | undefined;
+  /** Callers' buffers waiting for a range (`readInto`): blocks stored meanwhile are copied straight in. */
+  readonly #sinks = new Set<{ target: Uint8Array; offset: number; copied: Set<number> }>();
   /** Blocks a stream of this fill will read: how many streams wait for each. */
   readonly #streamed = new Map<number, number>();
   /** Copies of blocks just stored, for the stream that waits for them (see HANDOFF_BYTES). */
@@ -120,6 +122,37 @@ export class BlockFill {
     const p = this.#want(b);
     this.#start();
     return this.#race(p, signal);
+  }
+
+  /**
+   * Fills `target` with the object's bytes from `offset`, fetching what is
+   * missing. Blocks this process fetches meanwhile are copied into `target`
+   * as they are stored; only the others are read back from the entry.
+   */
+  async readInto(target: Uint8Array, offset: number, signal?: AbortSignal): Promise<void> {
+    const [first, last] = this.blocksOf(offset, target.byteLength);
+    const sink = { target, offset, copied: new Set<number>() };
+    this.#sinks.add(sink);
+    try {
+      await this.ensure(first, last, signal);
+    } finally {
+      this.#sinks.delete(sink);
+    }
+    const bs = this.entry.blockSize;
+    const end = offset + target.byteLength;
+    // Runs of blocks not handed over, one read each.
+    for (let b = first; b <= last; ) {
+      if (sink.copied.has(b)) {
+        b++;
+        continue;
+      }
+      let e = b;
+      while (e + 1 <= last && !sink.copied.has(e + 1)) e++;
+      const from = Math.max(offset, b * bs);
+      const to = Math.min(end, (e + 1) * bs);
+      await this.entry.readInto(target.subarray(from - offset, to - offset), from);
+      b = e + 1;
+    }
   }
 
   /** Waits until no block of this fill is being fetched (before the entry is closed). */
@@ -382,6 +415,14 @@ export class BlockFill {
   async #store(b: number, bytes: Uint8Array): Promise<void> {
     await this.entry.writeBlock(b, bytes);
     this.fetchedBytes += bytes.byteLength;
+    const start = b * this.entry.blockSize;
+    for (const sink of this.#sinks) {
+      const from = Math.max(sink.offset, start);
+      const to = Math.min(sink.offset + sink.target.byteLength, start + bytes.byteLength);
+      if (from >= to) continue;
+      sink.target.set(bytes.subarray(from - start, to - start), from - sink.offset);
+      sink.copied.add(b);
+    }
     if (this.#streamed.has(b) && this.#handoffBytes + bytes.byteLength <= HANDOFF_BYTES) {
       this.#handoff.set(b, Buffer.from(bytes));
       this.#handoffBytes += bytes.byteLength;

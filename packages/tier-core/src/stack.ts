@@ -248,9 +248,8 @@ class Stack implements Tier {
       size: (b) => b.byteLength,
       blocks: async (fill, size) => {
         const r = resolveRange(options?.range, size, key);
-        await fill.ensure(...fill.blocksOf(r.offset, r.length), options?.signal);
         const out = new Uint8Array(r.length);
-        await fill.entry.readInto(out, r.offset);
+        await fill.readInto(out, r.offset, options?.signal);
         return out;
       },
     });
@@ -267,8 +266,7 @@ class Stack implements Tier {
       size: (n) => n,
       blocks: async (fill, size) => {
         const r = resolveIntoRange(target, options?.offset, options?.length, size, key);
-        await fill.ensure(...fill.blocksOf(r.offset, r.length), options?.signal);
-        await fill.entry.readInto(target.subarray(0, r.length), r.offset);
+        await fill.readInto(target.subarray(0, r.length), r.offset, options?.signal);
         return r.length;
       },
     });
