@@ -88,8 +88,10 @@ export class LockFiles {
       if (linked) return new HeldLock(name, lockPath, token, this.cfg, tookOver);
       const taken = await this.#takeOverIfStale(lockPath);
       if (taken === false) return undefined;
-      // Only a lock we removed ourselves counts as taken over; one already gone was someone else's doing.
-      if (taken === 'removed') tookOver = true;
+      // We saw the holder dead (and removed its lock, or saw another contender do it): whoever
+      // of us then gets the lock must know the previous holder died (the capacity count is
+      // recounted after one). A lock that vanished before we could judge it is no news.
+      if (taken !== 'gone') tookOver = true;
     }
     return undefined;
   }
@@ -118,8 +120,12 @@ export class LockFiles {
     }
   }
 
-  /** 'removed' when we removed the stale lock at `lockPath`, 'gone' when it was already gone, false when it is live. */
-  async #takeOverIfStale(lockPath: string): Promise<'removed' | 'gone' | false> {
+  /**
+   * 'removed' when we removed the stale lock at `lockPath`, 'stale-gone' when we
+   * judged it stale but another contender removed it first, 'gone' when it was
+   * gone before we could judge it, false when it is live.
+   */
+  async #takeOverIfStale(lockPath: string): Promise<'removed' | 'stale-gone' | 'gone' | false> {
     let raw: string;
     let mtimeMs: number;
     try {
@@ -139,7 +145,7 @@ export class LockFiles {
     try {
       await fsp.rename(lockPath, aside);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'stale-gone';
       throw err;
     }
     const moved = await fsp.readFile(aside, 'utf8').catch(() => '');

@@ -84,8 +84,14 @@ describe('several processes share one cache directory', () => {
     expect(Date.now() - started).toBeLessThan(30_000);
     const log = (await readFile(join(markers, 'log'), 'utf8')).trim().split('\n');
     expect(log).toHaveLength(9);
-    // Exactly one contender took the dead holder's lock over; the rest queued normally.
-    expect(log.filter((l) => l.endsWith('took-over'))).toHaveLength(1);
+    // The dead holder's lock went to one contender, which knew it took it over; the rest queued
+    // normally. (Never two: that would be two holders judging one lock stale and both taking it.
+    // Zero is possible only if a contender that never saw the dead lock linked its own in the
+    // instant between another's removal and its link.)
+    expect(log.filter((l) => l.endsWith('took-over')).length).toBeLessThanOrEqual(1);
+    expect(
+      log.filter((l) => l.endsWith('took-over')).length + log.filter((l) => l.endsWith('fill')).length,
+    ).toBe(9);
   }, 60_000);
 
   it('a lock whose lease lapsed (holder on another host) is taken over; a live one is not', async () => {
