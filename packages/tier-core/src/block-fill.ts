@@ -196,16 +196,23 @@ export class BlockFill {
         }
         const b = next++;
         this.block(b, signal)
-          .then(async () => {
-            const start = Math.max(offset, b * bs);
-            const end = Math.min(offset + length, (b + 1) * bs);
-            const kept = this.#handoff.get(b);
-            this.#unwatch(b);
-            if (kept) return kept.subarray(start - b * bs, end - b * bs);
-            const out = Buffer.allocUnsafe(end - start);
-            await this.entry.readInto(out, start);
-            return out;
-          })
+          .then(
+            async () => {
+              const start = Math.max(offset, b * bs);
+              const end = Math.min(offset + length, (b + 1) * bs);
+              const kept = this.#handoff.get(b);
+              this.#unwatch(b);
+              if (kept) return kept.subarray(start - b * bs, end - b * bs);
+              const out = Buffer.allocUnsafe(end - start);
+              await this.entry.readInto(out, start);
+              return out;
+            },
+            (err) => {
+              // This stream will not take block b: its copy must not wait for it.
+              this.#unwatch(b);
+              throw err;
+            },
+          )
           .then(
             async (chunk) => {
               readable.push(chunk);
@@ -423,7 +430,11 @@ export class BlockFill {
       sink.target.set(bytes.subarray(from - start, to - start), from - sink.offset);
       sink.copied.add(b);
     }
-    if (this.#streamed.has(b) && this.#handoffBytes + bytes.byteLength <= HANDOFF_BYTES) {
+    if (
+      this.#streamed.has(b) &&
+      !this.#handoff.has(b) &&
+      this.#handoffBytes + bytes.byteLength <= HANDOFF_BYTES
+    ) {
       this.#handoff.set(b, Buffer.from(bytes));
       this.#handoffBytes += bytes.byteLength;
     }

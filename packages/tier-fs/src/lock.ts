@@ -62,8 +62,17 @@ export class LockFiles {
 
   /** One attempt; undefined when someone else holds a live lock. */
   async tryAcquire(name: string): Promise<FsLock | undefined> {
+    return (await this.#attempt(name, false)).lock;
+  }
+
+  /**
+   * One attempt. `sawDead`: this caller already saw the previous holder dead in
+   * an earlier attempt (and lost the race for the freed name), so the lock it
+   * gets now is still one taken over: the news must not be lost with the race.
+   */
+  async #attempt(name: string, sawDead: boolean): Promise<{ lock?: FsLock; sawDead: boolean }> {
     const lockPath = this.path(name);
-    let tookOver = false;
+    let tookOver = sawDead;
     // A few rounds: a takeover frees the name, but another contender may win it.
     for (let round = 0; round < 4; round++) {
       const token = `${process.pid}-${this.cfg.instance}-${(++seq).toString(36)}-${randomBytes(4).toString('hex')}`;
@@ -85,15 +94,15 @@ export class LockFiles {
       } finally {
         await fsp.unlink(tmp).catch(() => {});
       }
-      if (linked) return new HeldLock(name, lockPath, token, this.cfg, tookOver);
+      if (linked) return { lock: new HeldLock(name, lockPath, token, this.cfg, tookOver), sawDead: tookOver };
       const taken = await this.#takeOverIfStale(lockPath);
-      if (taken === false) return undefined;
+      if (taken === false) return { sawDead: tookOver };
       // We saw the holder dead (and removed its lock, or saw another contender do it): whoever
       // of us then gets the lock must know the previous holder died (the capacity count is
       // recounted after one). A lock that vanished before we could judge it is no news.
       if (taken !== 'gone') tookOver = true;
     }
-    return undefined;
+    return { sawDead: tookOver };
   }
 
   /** Waits (polling with back-off: NFS has no change notification) until the lock is ours. */
@@ -101,10 +110,12 @@ export class LockFiles {
     const { signal, timeoutMs } = options;
     const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutMs;
     let wait = this.cfg.pollMs;
+    let sawDead = false;
     for (;;) {
       throwIfAborted(signal);
-      const lock = await this.tryAcquire(name);
-      if (lock) return lock;
+      const attempt = await this.#attempt(name, sawDead);
+      if (attempt.lock) return attempt.lock;
+      sawDead = attempt.sawDead;
       if (Date.now() >= deadline) {
         throw new TierError(
           'UNAVAILABLE',

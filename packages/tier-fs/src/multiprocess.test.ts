@@ -68,7 +68,7 @@ describe('several processes share one cache directory', () => {
     expect(log).toHaveLength(24);
   }, 60_000);
 
-  it('a lock left by a SIGKILLed holder is taken over by exactly one contender at a time', async () => {
+  it('a lock left by a SIGKILLed holder is taken over, one contender at a time, and the takeover is never lost', async () => {
     const root = join(dir, 'locks2');
     const markers = join(dir, 'markers2');
     await mkdir(markers, { recursive: true });
@@ -84,14 +84,13 @@ describe('several processes share one cache directory', () => {
     expect(Date.now() - started).toBeLessThan(30_000);
     const log = (await readFile(join(markers, 'log'), 'utf8')).trim().split('\n');
     expect(log).toHaveLength(9);
-    // The dead holder's lock went to one contender, which knew it took it over; the rest queued
-    // normally. (Never two: that would be two holders judging one lock stale and both taking it.
-    // Zero is possible only if a contender that never saw the dead lock linked its own in the
-    // instant between another's removal and its link.)
-    expect(log.filter((l) => l.endsWith('took-over')).length).toBeLessThanOrEqual(1);
-    expect(
-      log.filter((l) => l.endsWith('took-over')).length + log.filter((l) => l.endsWith('fill')).length,
-    ).toBe(9);
+    // Never two holders (each section made its O_EXCL marker: 9 lines), and the takeover is never
+    // lost: the contender that removed the dead holder's lock reports it when it gets the lock,
+    // even if another contender linked first (others that saw the dead lock may report it too:
+    // for the capacity count, which is recounted after a takeover, telling twice is harmless).
+    const tookOver = log.filter((l) => l.endsWith('took-over')).length;
+    expect(tookOver).toBeGreaterThanOrEqual(1);
+    expect(tookOver + log.filter((l) => l.endsWith('fill')).length).toBe(9);
   }, 60_000);
 
   it('a lock whose lease lapsed (holder on another host) is taken over; a live one is not', async () => {

@@ -78,8 +78,10 @@ export class FsPartial implements PartialEntry {
   readonly #source: SourceMeta;
   readonly #data: fsp.FileHandle;
   readonly #blocks: fsp.FileHandle;
-  /** The data file opened with O_DIRECT, while direct writes work here. */
+  /** The data file opened with O_DIRECT (closed with the entry). */
   #direct: fsp.FileHandle | undefined;
+  /** The kernel refused a direct write here: blocks go through the page cache from then on. */
+  #directRefused = false;
   /** Buffers this entry handed out whose memory it knows to be aligned: buffer → aligned byte offset. */
   readonly #aligned = new WeakMap<ArrayBufferLike, number>();
   readonly #present: Uint8Array;
@@ -207,7 +209,7 @@ export class FsPartial implements PartialEntry {
    */
   blockBuffer(length: number): Uint8Array {
     const shared = this.#host.pool !== undefined && !this.#host.pool.closed;
-    if (!this.#direct || this.blockSize % DIRECT_ALIGN !== 0) {
+    if (!this.#direct || this.#directRefused || this.blockSize % DIRECT_ALIGN !== 0) {
       return shared ? sharedBytes(length) : Buffer.allocUnsafe(length);
     }
     const whole = shared ? sharedBytes(length + DIRECT_ALIGN) : Buffer.allocUnsafeSlow(length + DIRECT_ALIGN);
@@ -303,7 +305,8 @@ export class FsPartial implements PartialEntry {
       });
     }
     let crc: number;
-    const direct = this.#direct && this.#directOk(bytes, offset) ? this.#direct : undefined;
+    const direct =
+      this.#direct && !this.#directRefused && this.#directOk(bytes, offset) ? this.#direct : undefined;
     try {
       crc = await this.#writeData(direct ?? this.#data, bytes, offset);
       if (direct) this.directWrites++;
@@ -311,9 +314,9 @@ export class FsPartial implements PartialEntry {
       // (From a worker the error may come back as a message only.)
       if (!direct || !/EINVAL/.test(`${(err as NodeJS.ErrnoException).code} ${(err as Error).message}`))
         throw err;
-      // The filesystem took O_DIRECT at open but not this write: buffered from now on.
-      this.#direct = undefined;
-      await direct.close().catch(() => {});
+      // The filesystem took O_DIRECT at open but not this write: buffered from now on. The
+      // handle stays open until close(): other blocks' writes may still be using it.
+      this.#directRefused = true;
       crc = await this.#writeData(this.#data, bytes, offset);
     }
     const slot = Buffer.alloc(SLOT);
@@ -500,7 +503,8 @@ async function exists(path: string): Promise<boolean> {
 /**
  * Renames the partial with id `id` (undefined: one without a readable info.json)
  * aside, atomically for everyone else, then removes it. What is at `dir` may
- * have been replaced since it was judged: a newer partial is put back, never removed.
+ * have been replaced since it was judged: a newer partial is put back (unless a
+ * third took the path in that instant).
  */
 async function discardDir(host: PartialHost, dir: string, id: string | undefined): Promise<void> {
   const aside = join(host.dir, `.old-${process.pid}-${++seq}-${randomBytes(3).toString('hex')}@${HOST_SAFE}`);
@@ -511,8 +515,9 @@ async function discardDir(host: PartialHost, dir: string, id: string | undefined
     throw err;
   }
   if ((await readInfo(aside))?.id !== id) {
-    // If yet another partial took the path meanwhile, this one is lost to its users
-    // (they fetch their blocks again; nothing wrong is served) and goes as a leftover.
+    // Put back. If yet another partial took the path meanwhile (a three-way race), this
+    // one is lost to its users: they keep their open files, fetch what they lack, and
+    // cannot publish it (nothing wrong is served); it is removed below.
     const back = await fsp.rename(aside, dir).then(
       () => true,
       () => false,
@@ -539,7 +544,8 @@ export async function cleanPartialLeftovers(
     const m = /^\.(new|old|pub)-(\d+)-\d+-[0-9a-f]+@(.+)$/.exec(name);
     let remove = false;
     if (m) {
-      remove = m[1] === 'old' || (m[3] === HOST_SAFE && !isPidAlive(Number(m[2])));
+      // A live process's `.old-` may be a newer partial it is about to put back.
+      remove = m[3] === HOST_SAFE && !isPidAlive(Number(m[2]));
       if (!remove) {
         const st = await fsp.lstat(path).catch(() => undefined);
         remove = st !== undefined && now - st.mtimeMs > leftoverAgeMs;
