@@ -1577,19 +1577,21 @@ function resolveOptions(o: FsTierOptions): Resolved {
   };
 }
 
-/** statfs f_type of filesystems where an lstat never waits on a network (see `descriptorCheck`). */
-const LOCAL_FS_TYPES = new Set([
-  0xef53, // ext2/3/4
-  0x58465342, // xfs
-  0x9123683e, // btrfs
-  0x01021994, // tmpfs
-  0x794c7630, // overlayfs
-  0xf2f52010, // f2fs
-  0x2fc12fc1, // zfs
-]);
+/** statfs f_type values of the filesystems the defaults below name. */
+const FS = {
+  ext4: 0xef53, // also ext2/3
+  xfs: 0x58465342,
+  btrfs: 0x9123683e,
+  f2fs: 0xf2f52010,
+  zfs: 0x2fc12fc1,
+  tmpfs: 0x01021994,
+  overlay: 0x794c7630,
+} as const;
 
 /** Filesystems where fills write with O_DIRECT by default (see `directFill`). */
-const DIRECT_FS_TYPES = new Set([0xef53, 0x58465342, 0x9123683e, 0xf2f52010]);
+const DIRECT_FS_TYPES = new Set<number>([FS.ext4, FS.xfs, FS.btrfs, FS.f2fs]);
+/** Filesystems where an lstat never waits on a network (see `descriptorCheck`). */
+const LOCAL_FS_TYPES = new Set<number>([...DIRECT_FS_TYPES, FS.zfs, FS.tmpfs, FS.overlay]);
 
 /** The ETag of a file: size, mtime in ns and inode, in hex. A rename-published write always changes it. */
 function etagOf(st: BigIntStats): string {
