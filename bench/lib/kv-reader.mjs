@@ -1,7 +1,8 @@
 // One KV-latency contestant in a process of its own, so no contestant inherits
 // another's CPU-cache, JIT or thread-pool state:
 //   node kv-reader.mjs <root> <contestant> <chunkBytes> <samples> <key>...
-// contestant: raw | tier | kv | kv-none. Prints the sample latencies (seconds) as JSON.
+// contestant: raw | raw-sync | tier | kv | kv-none | kv-pool. Prints the sample latencies (seconds) as JSON.
+import { readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KvStore } from '@tierkit/kv';
@@ -20,11 +21,17 @@ if (contestant === 'raw') {
   const handles = await Promise.all(keys.map((k) => open(join(root, k), 'r')));
   read = async (i) => (await handles[i].read(buf, 0, chunkBytes, 0)).bytesRead;
   done = () => Promise.all(handles.map((h) => h.close()));
+} else if (contestant === 'raw-sync') {
+  // The same, on the calling thread: no thread-pool round trip (the floor for a page-cache hit).
+  const handles = await Promise.all(keys.map((k) => open(join(root, k), 'r')));
+  read = async (i) => readSync(handles[i].fd, buf, 0, chunkBytes, 0);
+  done = () => Promise.all(handles.map((h) => h.close()));
 } else {
   const fs = await new FsTier({
     root,
     fsync: false,
-    ...(contestant === 'kv-none' ? { descriptorCheck: 'none' } : {}),
+    ...(contestant === 'kv-none' || contestant === 'kv-pool' ? { descriptorCheck: 'none' } : {}),
+    ...(contestant === 'kv-pool' ? { inlineReadMax: 0 } : {}),
   }).open();
   done = () => fs.close();
   if (contestant === 'tier') read = (i) => fs.readInto(keys[i], buf);

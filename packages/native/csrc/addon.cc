@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -1135,6 +1136,33 @@ Napi::Value JsOpenFile(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, fd);
 }
 
+// readCached(fd, view, position): copies into `view` what the page cache already
+// holds at `position`, never waiting for the disk (preadv2 with RWF_NOWAIT). Returns
+// the bytes copied, short where the cached run ends, or -1 when its first page is
+// not cached. A page-cache hit then costs a memcpy on the calling thread instead of
+// a thread-pool round trip; anything else is for the caller's asynchronous path.
+Napi::Value JsReadCached(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = I32(env, info[0], "fd");
+  HostView v = ViewOf(env, info[1]);
+  uint64_t position = U64(env, info[2], "position");
+#ifdef RWF_NOWAIT
+  struct iovec iov = {v.data, v.length};
+  ssize_t n;
+  do {
+    n = preadv2(fd, &iov, 1, static_cast<off_t>(position), RWF_NOWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n >= 0) return Napi::Number::New(env, static_cast<double>(n));
+  if (errno == EAGAIN) return Napi::Number::New(env, -1);
+  Throw(env, ErrnoInfo("preadv2", errno));
+#else
+  (void)fd;
+  (void)v;
+  (void)position;
+  Throw(env, ErrnoInfo("preadv2", ENOSYS));
+#endif
+}
+
 Napi::Value JsConstants(Napi::Env env) {
   Napi::Object o = Napi::Object::New(env);
 #ifdef O_DIRECT
@@ -1182,6 +1210,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("hf3fsWaitForIos", Napi::Function::New(env, JsHf3fsWaitForIos));
   exports.Set("alignedBuffer", Napi::Function::New(env, JsAlignedBuffer));
   exports.Set("openFile", Napi::Function::New(env, JsOpenFile));
+  exports.Set("readCached", Napi::Function::New(env, JsReadCached));
   exports.Set("constants", JsConstants(env));
   exports.Set("Pool", Pool::Init(env));
   exports.Set("abiVersion", 1);

@@ -40,6 +40,7 @@ export interface Addon {
     keep?: unknown,
   ): Promise<number>;
   addressOf(view: ArrayBufferView): bigint;
+  readCached(fd: number, view: ArrayBufferView, position: number): number;
   hf3fsExtractMountPoint(path: string): string | null;
   hf3fsIsHf3fs(fd: number): boolean;
   hf3fsIovCreate(
@@ -129,6 +130,8 @@ export interface NativeCapabilities {
   readonly pool: boolean;
   /** O_DIRECT is defined on this platform. */
   readonly oDirect: boolean;
+  /** `cachedRead()` is available: page-cache reads on the calling thread (preadv2 RWF_NOWAIT). */
+  readonly readCached: boolean;
 }
 
 /** Paths of the vendor libraries; default to the sonames, overridable by environment. */
@@ -257,6 +260,28 @@ export function loadAddon(): Addon | undefined {
   return undefined;
 }
 
+/**
+ * Copies into `view` what the page cache holds at `position` of `fd`, on the calling
+ * thread and without waiting for the disk: returns the bytes copied (short where the
+ * cached run ends, 0 at the end of the file), or -1 when the first page is not cached.
+ * Throws a NativeError (code ERRNO) where the file system cannot do it (EOPNOTSUPP).
+ */
+export type CachedRead = (fd: number, view: ArrayBufferView, position: number) => number;
+
+/** The page-cache read, or undefined where the addon is not built or predates it. */
+export function cachedRead(): CachedRead | undefined {
+  const a = loadAddon();
+  if (!a || typeof a.readCached !== 'function') return undefined;
+  const raw = a.readCached;
+  return (fd, view, position) => {
+    try {
+      return raw(fd, view, position);
+    } catch (err) {
+      throw convert(err);
+    }
+  };
+}
+
 /** The addon, or a typed UNAVAILABLE error saying why not. */
 export function requireAddon(): Addon {
   const a = loadAddon();
@@ -315,6 +340,7 @@ export function capabilities(paths: LibraryPaths = {}): NativeCapabilities {
     hf3fs: loadHf3fs(p.hf3fs),
     pool: !!a,
     oDirect: !!a && a.constants.O_DIRECT !== 0,
+    readCached: !!a && typeof a.readCached === 'function',
   };
 }
 
