@@ -5,14 +5,14 @@
 //   node s3-child.mjs proxy <target> <bytesPerSecond> <latencyMs>
 //
 // Prints one JSON line {"endpoint": ...} when ready; exits when stdin closes.
-import { startFaultProxy, startLocalS3 } from '@tierkit/tier-s3/testing';
+import { startLocalS3, startShapingProxy } from '@tierkit/tier-s3/testing';
 
 const [mode, a, b, c] = process.argv.slice(2);
 let handle;
 if (mode === 'server') {
   handle = await startLocalS3({ directory: a, buckets: [b] });
 } else if (mode === 'proxy') {
-  handle = await startFaultProxy({ target: a, shaping: { bytesPerSecond: Number(b), latencyMs: Number(c) } });
+  handle = await startShapingProxy({ target: a, bytesPerSecond: Number(b), latencyMs: Number(c) });
 } else {
   throw new Error(`unknown mode ${mode}`);
 }

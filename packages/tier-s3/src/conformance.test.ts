@@ -25,7 +25,11 @@ function subject(extra: Partial<ConstructorParameters<typeof S3Tier>[0]> = {}) {
   return { tier, cleanup: () => tier.close() };
 }
 
-runTierConformance(vitest, { name: 's3 (defaults)', create: () => subject() });
+runTierConformance(vitest, { name: 's3 (defaults: direct GETs)', create: () => subject() });
+runTierConformance(vitest, {
+  name: 's3 (GETs through the SDK)',
+  create: () => subject({ directGets: false }),
+});
 // Small parts: the large round trip becomes many parallel ranged GETs and a multipart upload.
 runTierConformance(vitest, {
   name: 's3 (1 MiB read parts, multipart writes)',

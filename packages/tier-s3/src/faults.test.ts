@@ -8,6 +8,7 @@ import {
   localS3ClientConfig,
   startFaultProxy,
   startLocalS3,
+  startShapingProxy,
 } from './testing/index.js';
 
 const KiB = 1024;
@@ -66,7 +67,8 @@ async function collect(stream: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
   return Buffer.concat(parts);
 }
 
-describe('reads through injected faults', () => {
+// Both GET paths: tierkit's direct sockets (the default for an http: endpoint) and the SDK's.
+describe.each([true, false])('reads through injected faults (directGets: %s)', (directGets) => {
   it('return exactly the origin bytes or a typed TierError, and all finish', async () => {
     proxy.setPlan({
       seed: 7,
@@ -77,7 +79,8 @@ describe('reads through injected faults', () => {
       methods: ['GET', 'HEAD'],
     });
     const before = structuredClone(proxy.stats);
-    const t = viaProxy();
+    const t = viaProxy({ directGets });
+    expect(t.directGets).toBe(directGets);
     const rnd = prng(42);
     const keys = [...objects.keys()];
     let ok = 0;
@@ -136,7 +139,7 @@ describe('reads through injected faults', () => {
 
   it('gives up after bounded attempts with a retryable UNAVAILABLE when every request fails', async () => {
     proxy.setPlan(() => ({ kind: 'status', status: 503, code: 'SlowDown' }));
-    const t = viaProxy({ retry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 5 } });
+    const t = viaProxy({ directGets, retry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 5 } });
     try {
       await t.read('multi');
       expect.unreachable();
@@ -151,7 +154,7 @@ describe('reads through injected faults', () => {
 
   it('a truncated body is never data, even with no retries left', async () => {
     proxy.setPlan((req) => (req.method === 'GET' ? { kind: 'truncate', fraction: 0.5 } : undefined));
-    const t = viaProxy({ retry: { attempts: 1 } });
+    const t = viaProxy({ directGets, retry: { attempts: 1 } });
     try {
       for (const key of ['one-part', 'multi']) {
         const err = await t.read(key).then(
@@ -178,7 +181,7 @@ describe('reads through injected faults', () => {
       }
       return undefined;
     });
-    const t = viaProxy();
+    const t = viaProxy({ directGets });
     try {
       const err = await t.read('swap').then(
         () => undefined,
@@ -191,7 +194,9 @@ describe('reads through injected faults', () => {
       await t.close();
     }
   });
+});
 
+describe('writes through injected faults', () => {
   it('writes through faults publish exactly the bytes or fail typed', async () => {
     proxy.setPlan({ seed: 3, status500: 0.1, status503: 0.1, drop: 0.1, methods: ['PUT', 'POST'] });
     const t = viaProxy({ multipartThreshold: 5 * 1024 * KiB, uploadPartSize: 5 * 1024 * KiB });
@@ -228,6 +233,36 @@ describe('shaping', () => {
     } finally {
       proxy.setShaping(undefined);
       await t.close();
+    }
+  });
+
+  it('the TCP-level shaping proxy holds each connection to its rate, adds latency, and passes bytes unchanged', async () => {
+    const shaper = await startShapingProxy({
+      target: origin.endpoint,
+      bytesPerSecond: 4 * 1024 * KiB,
+      latencyMs: 30,
+    });
+    const { credentials } = localS3ClientConfig(origin.endpoint);
+    const t = new S3Tier({
+      bucket: 'faults',
+      endpoint: shaper.endpoint,
+      credentials,
+      concurrency: 1,
+      adaptive: false,
+    });
+    try {
+      const data = objects.get('bigger')!;
+      const started = performance.now();
+      expect(Buffer.compare((await t.read('bigger'))!, data)).toBe(0);
+      const secs = (performance.now() - started) / 1000;
+      // One connection at 4 MiB/s cannot move 1.5 MiB faster than this, plus one request's latency.
+      expect(secs).toBeGreaterThan((data.byteLength - 64 * KiB) / (4 * 1024 * KiB) + 0.03);
+      const tiny = performance.now();
+      expect(Buffer.compare((await t.read('tiny'))!, objects.get('tiny')!)).toBe(0);
+      expect(performance.now() - tiny).toBeGreaterThanOrEqual(29);
+    } finally {
+      await t.close();
+      await shaper.close();
     }
   });
 });

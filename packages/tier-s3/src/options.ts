@@ -70,6 +70,14 @@ export interface S3TierOptions {
   readonly connectionTimeoutMs?: number;
   /** Most sockets per agent. Default max(64, 2 × concurrency). */
   readonly maxSockets?: number;
+  /**
+   * Ranged GETs of a plain-HTTP, path-style endpoint (MinIO, Ceph RGW, a local
+   * store) go over tierkit's own sockets, which the kernel reads straight into
+   * the destination's memory; signed by the SDK's SigV4 signer. Default true;
+   * it applies only with the tier's own client (not an injected one) and an
+   * `http:` endpoint — TLS and AWS itself always go through the SDK.
+   */
+  readonly directGets?: boolean;
 }
 
 export interface ResolvedS3Config {
@@ -94,6 +102,7 @@ export interface ResolvedS3Config {
   readonly requestTimeoutMs: number;
   readonly connectionTimeoutMs: number;
   readonly maxSockets: number;
+  readonly directGets: boolean;
 }
 
 function bad(message: string): TierError {
@@ -219,6 +228,7 @@ export function resolveOptions(options: S3TierOptions): ResolvedS3Config {
     requestTimeoutMs: int('requestTimeoutMs', options.requestTimeoutMs, 30_000, 0),
     connectionTimeoutMs: int('connectionTimeoutMs', options.connectionTimeoutMs, 10_000, 0),
     maxSockets: int('maxSockets', options.maxSockets, Math.max(64, 2 * concurrency), 1),
+    directGets: options.directGets ?? true,
   };
 }
 
@@ -252,7 +262,7 @@ export function optionsFromUrl(url: string | URL, extra: Partial<S3TierOptions> 
   const fromQuery: Record<string, unknown> = {};
   for (const [k, v] of u.searchParams) {
     if (k === 'region' || k === 'endpoint' || k === 'name') fromQuery[k] = v;
-    else if (k === 'forcePathStyle') fromQuery[k] = v === 'true' || v === '1';
+    else if (k === 'forcePathStyle' || k === 'directGets') fromQuery[k] = v === 'true' || v === '1';
     else if (k === 'requestChecksumCalculation' || k === 'responseChecksumValidation') fromQuery[k] = v;
     else if ((URL_NUMBERS as readonly string[]).includes(k)) {
       const n = Number(v);

@@ -20,6 +20,7 @@ import {
   type S3ClientConfig,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import { SignatureV4 } from '@smithy/signature-v4';
 import {
   abortError,
   assertKey,
@@ -44,6 +45,14 @@ import {
   type WriteOptions,
 } from '@tierkit/tier-core';
 import { ByteBudget } from './budget.js';
+import {
+  DirectBody,
+  DirectGets,
+  type DirectResponse,
+  DirectUnsupported,
+  type SignableRequest as RequestSigned,
+  type RequestSigner,
+} from './direct-get.js';
 import { changedError, errorName, isNotFound, statusOf, toTierError, truncatedError } from './errors.js';
 import { optionsFromUrl, type ResolvedS3Config, resolveOptions, type S3TierOptions } from './options.js';
 
@@ -63,6 +72,9 @@ const MAX_PARTS = 10_000;
 /** Bytes of the first part timed to decide how many ranges to open. */
 const PROBE_BYTES = 1024 * 1024;
 
+/** A GetObject answer: the SDK's, or a direct GET's (see direct-get.ts). */
+type GetAnswer = GetObjectCommandOutput | DirectResponse;
+
 /** Hooks for tests: called before each ranged GET after the first of a multi-part read. */
 export interface S3TierTestHooks {
   beforePart?: (info: { key: string; offset: number; length: number }) => Promise<void> | void;
@@ -70,7 +82,7 @@ export interface S3TierTestHooks {
 
 /** What the first GET of a read told us about the object. */
 interface First {
-  readonly res: GetObjectCommandOutput;
+  readonly res: GetAnswer;
   readonly size: number;
   readonly etag: string | undefined;
   readonly lastModified: number | undefined;
@@ -119,6 +131,8 @@ export class S3Tier implements Tier {
   testHooks: S3TierTestHooks = {};
   readonly #ownsClient: boolean;
   readonly #budget: ByteBudget;
+  /** Ranged GETs over our own sockets (`directGets`), where the endpoint allows. */
+  #direct: DirectGets | undefined;
   #closed = false;
 
   constructor(options: S3TierOptions) {
@@ -132,6 +146,58 @@ export class S3Tier implements Tier {
       this.client = new S3Client(clientConfig(this.config, options));
       this.#ownsClient = true;
     }
+    const c = this.config;
+    if (c.directGets && this.#ownsClient && c.forcePathStyle && c.endpoint?.startsWith('http:')) {
+      const cfg = this.client.config;
+      this.#direct = new DirectGets({
+        endpoint: c.endpoint,
+        bucket: c.bucket,
+        signer: sigV4({
+          service: 's3',
+          region: cfg.region,
+          credentials: cfg.credentials,
+          sha256: cfg.sha256,
+          uriEscapePath: false,
+          applyChecksum: false,
+        }),
+        maxSockets: c.maxSockets,
+        requestTimeoutMs: c.requestTimeoutMs,
+        connectionTimeoutMs: c.connectionTimeoutMs,
+      });
+    }
+  }
+
+  /** Whether ranged GETs currently go over direct sockets (see `directGets`). */
+  get directGets(): boolean {
+    return this.#direct !== undefined;
+  }
+
+  /** One ranged GetObject: direct where possible, else (and from the first answer it cannot take) the SDK. */
+  async #getObject(
+    key: string,
+    range: string,
+    ifMatch: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<GetAnswer> {
+    const d = this.#direct;
+    if (d) {
+      try {
+        return await d.get(key, range, ifMatch, signal);
+      } catch (err) {
+        if (!(err instanceof DirectUnsupported)) throw err;
+        this.#direct = undefined;
+        d.close();
+      }
+    }
+    return this.client.send(
+      new GetObjectCommand({
+        Bucket: this.config.bucket,
+        Key: key,
+        Range: range,
+        ...(ifMatch !== undefined ? { IfMatch: ifMatch } : {}),
+      }),
+      { abortSignal: signal },
+    );
   }
 
   // ---------------------------------------------------------------- stat
@@ -352,17 +418,9 @@ export class S3Tier implements Tier {
     const full = this.config.prefix + key;
     return this.#retry('read', key, signal, async () => {
       const startedAt = performance.now();
-      let res: GetObjectCommandOutput;
+      let res: GetAnswer;
       try {
-        res = await this.client.send(
-          new GetObjectCommand({
-            Bucket: this.config.bucket,
-            Key: full,
-            Range: `bytes=${offset}-${offset + length - 1}`,
-            ...(ifMatch !== undefined ? { IfMatch: ifMatch } : {}),
-          }),
-          { abortSignal: signal },
-        );
+        res = await this.#getObject(full, `bytes=${offset}-${offset + length - 1}`, ifMatch, signal);
       } catch (err) {
         if (isNotFound(err)) return undefined;
         if (statusOf(err) === 412 || errorName(err) === 'PreconditionFailed') {
@@ -518,16 +576,13 @@ export class S3Tier implements Tier {
       t.signal,
       async () => {
         const from = offset + done;
-        let res: GetObjectCommandOutput;
+        let res: GetAnswer;
         try {
-          res = await this.client.send(
-            new GetObjectCommand({
-              Bucket: this.config.bucket,
-              Key: t.full,
-              Range: `bytes=${from}-${offset + length - 1}`,
-              ...(t.etag ? { IfMatch: t.etag } : {}),
-            }),
-            { abortSignal: t.signal },
+          res = await this.#getObject(
+            t.full,
+            `bytes=${from}-${offset + length - 1}`,
+            t.etag || undefined,
+            t.signal,
           );
         } catch (err) {
           if (isNotFound(err)) throw changedError(t.key, this.name, 'it was deleted');
@@ -562,7 +617,7 @@ export class S3Tier implements Tier {
    */
   async #pump(
     t: Target,
-    res: GetObjectCommandOutput,
+    res: GetAnswer,
     from: number,
     length: number,
     bodyStart: number,
@@ -570,7 +625,7 @@ export class S3Tier implements Tier {
     destOff: number,
     onBytes: (n: number) => void,
   ): Promise<void> {
-    const body = res.Body as Readable | undefined;
+    const body = res.Body as Readable | DirectBody | undefined;
     if (!body) {
       if (length === 0) return;
       throw truncatedError(t.key, this.name, 0, length);
@@ -594,23 +649,27 @@ export class S3Tier implements Tier {
     const onAbort = () => body.destroy();
     t.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      for await (const raw of body) {
-        let chunk = raw as Uint8Array;
-        seen += chunk.byteLength;
-        if (skip > 0) {
-          const s = Math.min(skip, chunk.byteLength);
-          skip -= s;
-          chunk = chunk.subarray(s);
+      if (body instanceof DirectBody) {
+        // Straight into dest, skipping what precedes `from`; a short body comes back short.
+        ({ got, seen } = await body.into(dest, destOff, skip, length, onBytes));
+      } else
+        for await (const raw of body) {
+          let chunk = raw as Uint8Array;
+          seen += chunk.byteLength;
+          if (skip > 0) {
+            const s = Math.min(skip, chunk.byteLength);
+            skip -= s;
+            chunk = chunk.subarray(s);
+          }
+          const take = Math.min(chunk.byteLength, length - got);
+          if (take > 0) {
+            dest.set(take === chunk.byteLength ? chunk : chunk.subarray(0, take), destOff + got);
+            got += take;
+            onBytes(take);
+          }
+          // The server sent more than we asked for (a Range it ignored): drop the rest.
+          if (got === length && expected !== undefined && seen < expected) break;
         }
-        const take = Math.min(chunk.byteLength, length - got);
-        if (take > 0) {
-          dest.set(take === chunk.byteLength ? chunk : chunk.subarray(0, take), destOff + got);
-          got += take;
-          onBytes(take);
-        }
-        // The server sent more than we asked for (a Range it ignored): drop the rest.
-        if (got === length && expected !== undefined && seen < expected) break;
-      }
     } catch (err) {
       if (t.signal?.aborted) throw abortError(t.signal, t.key);
       throw toTierError(err, { op: 'read', key: t.key, tier: this.name });
@@ -1001,6 +1060,7 @@ export class S3Tier implements Tier {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#direct?.close();
     if (this.#ownsClient) this.client.destroy();
   }
 
@@ -1078,6 +1138,14 @@ function checkChunk(chunk: unknown, key: string): Uint8Array {
 
 async function* chunksOf(data: Uint8Array): AsyncGenerator<Uint8Array> {
   yield data;
+}
+
+/** The SDK's SigV4 signer, configured as the S3 client signs (no double-escaped paths). */
+function sigV4(init: ConstructorParameters<typeof SignatureV4>[0]): RequestSigner {
+  const signer = new SignatureV4(init);
+  // sign() is overloaded (strings, events, requests); ours is always a request.
+  const signRequest = signer.sign.bind(signer) as (r: RequestSigned) => Promise<RequestSigned>;
+  return { sign: signRequest };
 }
 
 function clientConfig(c: ResolvedS3Config, o: S3TierOptions): S3ClientConfig {

@@ -13,7 +13,12 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createRequire } from 'node:module';
-import type { AddressInfo, Socket } from 'node:net';
+import {
+  type AddressInfo,
+  createServer as createNetServer,
+  connect as netConnect,
+  type Socket,
+} from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -244,6 +249,23 @@ class Bucket {
   }
 }
 
+/** Pauses `src` until `dst` drained (when its last write was refused) and `waitMs` passed. */
+function holdBack(
+  src: { pause(): unknown; resume(): unknown },
+  dst: { once(e: 'drain', f: () => void): unknown },
+  ok: boolean,
+  waitMs: number,
+): void {
+  if (ok && waitMs <= 0) return;
+  src.pause();
+  let pending = (ok ? 0 : 1) + (waitMs > 0 ? 1 : 0);
+  const resume = () => {
+    if (--pending === 0) src.resume();
+  };
+  if (!ok) dst.once('drain', resume);
+  if (waitMs > 0) setTimeout(resume, waitMs);
+}
+
 /**
  * Copies `src` to `dst`, honouring back-pressure and a token bucket: when the
  * bucket runs dry the source is paused (never buffered) until tokens are back.
@@ -272,16 +294,7 @@ function shapedPipe(
       onLimit();
       return;
     }
-    const wait = bucket ? bucket.take(c.length) : 0;
-    if (!ok || wait > 0) {
-      src.pause();
-      let pending = (ok ? 0 : 1) + (wait > 0 ? 1 : 0);
-      const resume = () => {
-        if (--pending === 0) src.resume();
-      };
-      if (!ok) dst.once('drain', resume);
-      if (wait > 0) setTimeout(resume, wait);
-    }
+    holdBack(src, dst, ok, bucket ? bucket.take(c.length) : 0);
   });
   src.on('end', () => {
     if (!stopped) dst.end();
@@ -431,6 +444,89 @@ export async function startFaultProxy(options: StartFaultProxyOptions): Promise<
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       upstreamAgent.destroy();
+    },
+  };
+}
+
+export interface ShapingProxy {
+  readonly endpoint: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export interface StartShapingProxyOptions {
+  /** The upstream endpoint, e.g. `http://127.0.0.1:4568`. */
+  readonly target: string;
+  /** Bytes per second per connection, server to client. */
+  readonly bytesPerSecond: number;
+  /** Added to every request on its way to the server. */
+  readonly latencyMs: number;
+}
+
+/**
+ * A TCP-level proxy on 127.0.0.1 that behaves like one connection to a distant
+ * object store: each connection's answers are held to `bytesPerSecond`, and
+ * every byte the client sends reaches the server `latencyMs` later (a GET is
+ * one small write, so that is the latency per request). It parses nothing, so
+ * it costs a fraction of the CPU of the HTTP-level fault proxy, which on a
+ * 2-core machine had become the limit of the runs measured through it.
+ */
+export async function startShapingProxy(options: StartShapingProxyOptions): Promise<ShapingProxy> {
+  const target = new URL(options.target);
+  const port = Number(target.port || 80);
+  const rate = options.bytesPerSecond;
+  const open = new Set<Socket>();
+  const server = createNetServer((client) => {
+    const upstream = netConnect({ host: target.hostname, port, noDelay: true });
+    client.setNoDelay(true);
+    open.add(client);
+    open.add(upstream);
+    const closeBoth = () => {
+      client.destroy();
+      upstream.destroy();
+      open.delete(client);
+      open.delete(upstream);
+    };
+    client.on('error', closeBoth);
+    upstream.on('error', closeBoth);
+    client.on('close', closeBoth);
+    upstream.on('close', closeBoth);
+    client.on('end', () => upstream.end());
+    upstream.on('end', () => client.end());
+    // Client to server: each write is delivered latencyMs after it arrived, in order.
+    const queue: { at: number; chunk: Buffer }[] = [];
+    let scheduled = false;
+    const deliver = () => {
+      const now = performance.now();
+      while (queue.length > 0 && queue[0]!.at <= now) upstream.write(queue.shift()!.chunk);
+      scheduled = queue.length > 0;
+      if (scheduled) setTimeout(deliver, queue[0]!.at - now);
+    };
+    client.on('data', (chunk: Buffer) => {
+      queue.push({ at: performance.now() + options.latencyMs, chunk });
+      if (!scheduled) {
+        scheduled = true;
+        setTimeout(deliver, options.latencyMs);
+      }
+    });
+    // Server to client: a token bucket (bursts of ~10 ms of traffic), the server paused while it is dry.
+    const bucket = new Bucket(rate, Math.max(16 * 1024, rate / 100));
+    upstream.on('data', (chunk: Buffer) => {
+      const ok = client.write(chunk);
+      holdBack(upstream, client, ok, bucket.take(chunk.length));
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const bound = (server.address() as AddressInfo).port;
+  return {
+    endpoint: `http://127.0.0.1:${bound}`,
+    port: bound,
+    async close() {
+      for (const s of open) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
 }
