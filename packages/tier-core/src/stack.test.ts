@@ -73,7 +73,7 @@ describe('createStack', () => {
     await originMem.write('k', patternBytes(100, 1));
     await stack.read('k');
     await stack.read('k');
-    expect(origin.stats).toBe(2); // one validation, one locate
+    expect(origin.stats).toBe(1); // one validation, which also located it
     // The origin changes behind the stack's back: a new stack instance revalidates.
     await originMem.write('k', patternBytes(100, 2));
     const again = createStack([hot, new MemoryTier({ name: 'warm' }), origin]);

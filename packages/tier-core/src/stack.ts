@@ -159,7 +159,7 @@ class Stack implements Tier {
   readonly #o: ResolvedStackOptions;
   /** Key → time of its last successful validation. */
   readonly #validated = new Map<string, number>();
-  readonly #validating = new Map<string, Promise<void>>();
+  readonly #validating = new Map<string, Promise<Asked>>();
   /** Key → promotion in flight, resolving to the index of the highest tier now holding it. */
   readonly #promoting = new Map<string, Promise<number>>();
   readonly #hits: Record<string, number> = {};
@@ -294,10 +294,12 @@ class Stack implements Tier {
   async fill(key: string, options?: OpOptions): Promise<ObjectMeta | undefined> {
     const signal = options?.signal;
     this.#check(key, signal);
-    await this.#validate(key, signal);
+    const asked = await this.#validate(key, signal);
     for (let i = 0; i < this.#tiers.length; i++) {
       const t = this.#tiers[i]!;
-      const meta = await t.stat(key, { signal });
+      // (A fresh validation already asked the origin: one HEAD fewer before a cold fill.)
+      const meta =
+        t === this.#origin ? await this.#originMeta(key, asked, signal) : await t.stat(key, { signal });
       if (!meta) continue;
       if (i === 0 || !this.#o.promote) return i === this.#tiers.length - 1 ? meta : asStackMeta(meta);
       const b = this.#blockTierAbove(i);
@@ -382,7 +384,7 @@ class Stack implements Tier {
   ): Promise<T | undefined> {
     const signal = options?.signal;
     this.#check(key, signal);
-    await this.#validate(key, signal);
+    const asked = await this.#validate(key, signal);
     if (options?.ifMatch !== undefined) {
       // The caller's ETag is the origin's; cached copies carry it as their source.
       const now = await this.stat(key, { signal });
@@ -405,7 +407,8 @@ class Stack implements Tier {
         if (v !== undefined) return this.#count(t, v, how.size);
         continue;
       }
-      const meta = await t.stat(key, { signal });
+      const meta =
+        t === this.#origin ? await this.#originMeta(key, asked, signal) : await t.stat(key, { signal });
       if (!meta) continue;
       const b = this.#blockTierAbove(i);
       if (b !== undefined) return this.#serveBlocksRetrying(b, i, key, meta, signal, how);
@@ -631,12 +634,13 @@ class Stack implements Tier {
     );
   }
 
-  #validate(key: string, signal: AbortSignal | undefined): Promise<void> {
+  /** Revalidates `key` when due; resolves to the origin's meta when it asked the origin for it. */
+  #validate(key: string, signal: AbortSignal | undefined): Promise<Asked> {
     const mode = this.#o.validate;
-    if (mode === 'never' || this.#caches.length === 0) return Promise.resolve();
+    if (mode === 'never' || this.#caches.length === 0) return Promise.resolve(NOT_ASKED);
     const last = this.#validated.get(key);
     if (last !== undefined && (mode === 'first-open' || this.#o.clock() - last < mode.ttlMs)) {
-      return Promise.resolve();
+      return Promise.resolve(NOT_ASKED);
     }
     let p = this.#validating.get(key);
     if (!p) {
@@ -646,7 +650,7 @@ class Stack implements Tier {
     return p;
   }
 
-  async #revalidate(key: string, signal: AbortSignal | undefined): Promise<void> {
+  async #revalidate(key: string, signal: AbortSignal | undefined): Promise<Asked> {
     this.#validations++;
     let origin: ObjectMeta | undefined;
     try {
@@ -654,7 +658,7 @@ class Stack implements Tier {
     } catch (err) {
       if (this.#o.staleIfError && isTierError(err) && err.code !== 'ABORTED') {
         this.#o.onWarning?.({ key, tier: this.#origin.name, op: 'validate', error: err });
-        return;
+        return NOT_ASKED;
       }
       throw err;
     }
@@ -668,6 +672,12 @@ class Stack implements Tier {
       await t.delete(key);
     }
     this.#validated.set(key, this.#o.clock());
+    return origin;
+  }
+
+  /** The origin's meta: what validation just learned, else a stat. */
+  #originMeta(key: string, asked: Asked, signal: AbortSignal | undefined): Promise<ObjectMeta | undefined> {
+    return asked === NOT_ASKED ? this.#origin.stat(key, { signal }) : Promise.resolve(asked);
   }
 
   #check(key: string, signal: AbortSignal | undefined): void {
@@ -680,6 +690,10 @@ class Stack implements Tier {
     if (this.#closed) throw new TierError('CLOSED', `stack '${this.name}' is closed`, { retryable: false });
   }
 }
+
+/** #validate did not ask the origin (not due, or the origin failed and staleIfError served on). */
+const NOT_ASKED = Symbol('not asked');
+type Asked = ObjectMeta | undefined | typeof NOT_ASKED;
 
 /** A cached copy, seen through the stack: it carries the origin's identity. */
 function asStackMeta(m: ObjectMeta): ObjectMeta {
