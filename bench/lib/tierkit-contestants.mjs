@@ -11,7 +11,7 @@ import { CREDENTIALS, REGION } from './s3-env.mjs';
 export const S3_OPTIONS = {};
 /** fs tier settings used by the bench (tier-fs's defaults unless set here). */
 export const FS_OPTIONS = {};
-/** Stack settings used by the bench (tier-core's defaults unless set here: 8 MiB blocks, 4 spans of up to 64 MiB at once). */
+/** Stack settings used by the bench (tier-core's defaults unless set here: 8 MiB blocks, 8 spans of up to 64 MiB at once, 2 pieces of 8 MiB each in flight). */
 export const STACK_OPTIONS = {};
 
 function s3Options(endpoint, bucket, extra) {
