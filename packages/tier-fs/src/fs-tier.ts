@@ -121,7 +121,7 @@ export interface FsTierOptions {
    * a hot 2 MiB read here (bench/results/kv.md). Whatever is not cached is read
    * on libuv's threads as before, so the calling thread never waits for the
    * disk; it does block for the copy (about 40 µs per MiB here), as a memory
-   * tier's read does. Default 4 MiB on local filesystems where the addon is
+   * tier's read does, and at most 8 MiB are copied inline per event-loop turn. Default 4 MiB on local filesystems where the addon is
    * built; 0 (off) elsewhere, and from the first time the kernel refuses
    * (tmpfs, NFS and FUSE do).
    */
@@ -1281,10 +1281,12 @@ export class FsTier implements Tier {
 
   /** Bytes copied from the page cache on this thread (see `inlineReadMax`); 0 when none were cached. */
   #readCached(fd: number, target: Uint8Array, position: number): number {
+    if (!inlineTurn.take()) return 0;
     try {
       const got = pageCacheRead()!(fd, target, position);
       if (got <= 0) return 0;
       this.#inlineBytes += got;
+      inlineTurn.spent(got);
       return got;
     } catch (err) {
       // This filesystem cannot (tmpfs, NFS, FUSE): stop trying. Other errors resurface on the async read.
@@ -1631,6 +1633,30 @@ function resolveOptions(o: FsTierOptions): Resolved {
 const { errno } = constants;
 /** errnos of a page-cache read the filesystem does not support. */
 const INLINE_REFUSED = new Set([errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL]);
+
+/**
+ * Inline reads finish without giving the event loop a turn, so a loop of awaited
+ * hits would starve timers and I/O. Per turn of the event loop (process-wide),
+ * at most INLINE_BYTES_PER_TURN are copied inline; past that a read goes to the
+ * thread pool, and the loop turns while it waits.
+ */
+const INLINE_BYTES_PER_TURN = 8 * MiB;
+const inlineTurn = {
+  bytes: 0,
+  armed: false,
+  take(): boolean {
+    return this.bytes < INLINE_BYTES_PER_TURN;
+  },
+  spent(n: number): void {
+    this.bytes += n;
+    if (this.armed) return;
+    this.armed = true;
+    setImmediate(() => {
+      this.bytes = 0;
+      this.armed = false;
+    }).unref();
+  },
+};
 
 let pageCacheReader: CachedRead | undefined | null = null;
 /** @tierkit/native's page-cache read, looked up once per process; undefined where the addon is not built. */

@@ -109,6 +109,26 @@ describe('inline page-cache reads (inlineReadMax)', () => {
     },
   );
 
+  it('let the event loop turn: a loop of awaited hits does not starve timers and I/O', async () => {
+    const tier = new FsTier({ root: join(base, `r${++n}`), fsync: false });
+    await tier.write('k', randomBytes(MiB));
+    const into = new Uint8Array(MiB);
+    await tier.readInto('k', into); // the descriptor is cached, the pages are in memory
+    await new Promise((r) => setImmediate(r));
+    let turned = -1;
+    let i = 0;
+    setImmediate(() => {
+      turned = i;
+    });
+    for (; i < 64; i++) await tier.readInto('k', into);
+    // At most 8 MiB are copied inline per turn of the loop; then a read goes to the pool and the loop turns.
+    expect(turned).toBeGreaterThanOrEqual(0);
+    expect(turned).toBeLessThanOrEqual(10);
+    expect(tier.inlineReadBytes).toBeLessThan(65 * MiB);
+    expect(tier.inlineReadBytes).toBeGreaterThanOrEqual(32 * MiB);
+    await tier.close();
+  });
+
   it('a file cut short under a trusted descriptor is a CHANGED error, not a short read', async () => {
     const root = join(base, `r${++n}`);
     const tier = new FsTier({ root, fsync: false, descriptorCheck: 'none' });
