@@ -421,10 +421,15 @@ struct HostView {
 HostView ViewOf(Napi::Env env, Napi::Value v) {
   HostView hv;
   if (v.IsTypedArray()) {
-    Napi::TypedArray ta = v.As<Napi::TypedArray>();
-    Napi::ArrayBuffer ab = ta.ArrayBuffer();
-    hv.data = static_cast<uint8_t *>(ab.Data()) + ta.ByteOffset();
-    hv.length = ta.ByteLength();
+    // napi_get_typedarray_info, not ArrayBuffer().Data(): the latter refuses views of a SharedArrayBuffer.
+    napi_typedarray_type type;
+    size_t count = 0;
+    void *data = nullptr;
+    if (napi_get_typedarray_info(env, v, &type, &count, &data, nullptr, nullptr) != napi_ok) {
+      ThrowInvalid(env, "could not read the typed array");
+    }
+    hv.data = static_cast<uint8_t *>(data);  // already at the view's byte offset
+    hv.length = v.As<Napi::TypedArray>().ByteLength();
   } else if (v.IsDataView()) {
     Napi::DataView dv = v.As<Napi::DataView>();
     hv.data = static_cast<uint8_t *>(dv.ArrayBuffer().Data()) + dv.ByteOffset();

@@ -76,6 +76,21 @@ describe('cachedRead', () => {
     }
   });
 
+  it('reads into views of a SharedArrayBuffer too', () => {
+    const data = randomBytes(50_000);
+    const path = join(dir, 'shared.bin');
+    writeFileSync(path, data);
+    const fd = openSync(path, 'r');
+    try {
+      const shared = new Uint8Array(new SharedArrayBuffer(60_000));
+      expect(read!(fd, shared.subarray(100), 0)).toBe(data.length);
+      expect(Buffer.from(shared.subarray(100, 100 + data.length)).equals(data)).toBe(true);
+      expect(shared[99]).toBe(0);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
   it('throws a typed ERRNO error for a bad descriptor', () => {
     let caught: unknown;
     try {

@@ -1281,7 +1281,7 @@ export class FsTier implements Tier {
 
   /** Bytes copied from the page cache on this thread (see `inlineReadMax`); 0 when none were cached. */
   #readCached(fd: number, target: Uint8Array, position: number): number {
-    if (!inlineTurn.take()) return 0;
+    if (!inlineTurn.take(target.byteLength)) return 0;
     try {
       const got = pageCacheRead()!(fd, target, position);
       if (got <= 0) return 0;
@@ -1644,8 +1644,8 @@ const INLINE_BYTES_PER_TURN = 8 * MiB;
 const inlineTurn = {
   bytes: 0,
   armed: false,
-  take(): boolean {
-    return this.bytes < INLINE_BYTES_PER_TURN;
+  take(length: number): boolean {
+    return this.bytes === 0 || this.bytes + length <= INLINE_BYTES_PER_TURN;
   },
   spent(n: number): void {
     this.bytes += n;

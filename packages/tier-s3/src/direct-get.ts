@@ -14,6 +14,7 @@
  * and error mapping treat both paths alike.
  */
 import { connect, type Socket } from 'node:net';
+import { TierError } from '@tierkit/tier-core';
 
 /** Signs a request the way the SDK does (SigV4 headers). */
 export interface RequestSigner {
@@ -141,10 +142,14 @@ class Conn {
       onread: { buffer: () => this.#nextBuffer(), callback: (n) => this.#onRead(n) },
     });
     this.ready = new Promise<void>((resolve, reject) => {
-      const t = setTimeout(
-        () => this.socket.destroy(new NetError('ETIMEDOUT', `connect to ${host}:${port} timed out`)),
-        connectTimeoutMs,
-      );
+      // 0: no connect timeout, as the SDK reads it.
+      const t =
+        connectTimeoutMs > 0
+          ? setTimeout(
+              () => this.socket.destroy(new NetError('ETIMEDOUT', `connect to ${host}:${port} timed out`)),
+              connectTimeoutMs,
+            )
+          : undefined;
       this.socket.once('connect', () => {
         clearTimeout(t);
         resolve();
@@ -218,12 +223,15 @@ class Conn {
     this.#onBytes = onBytes;
     this.#phase = 'body';
     const early = this.#headLen - this.#headEnd;
-    if (early > expected) this.reusable = false; // more than one answer: not a server to trust
-    const first = Math.min(early, expected);
-    this.#seen = first;
-    this.#take(this.#buf.subarray(this.#headEnd, this.#headEnd + first));
     return new Promise((resolve, reject) => {
       this.#onBody = (err) => (err ? reject(err) : resolve());
+      if (early > expected) {
+        // Bytes past the Content-Length came with the head: nothing of this answer is to be trusted.
+        this.destroy(new NetError('EPROTO', 'the server sent more than its Content-Length'));
+        return;
+      }
+      this.#seen = early;
+      this.#take(this.#buf.subarray(this.#headEnd, this.#headEnd + early));
       if (this.#error) this.#fail(this.#error);
       else if (!this.#settle()) this.socket.resume();
     });
@@ -316,16 +324,17 @@ class Conn {
       this.destroy(new NetError('EPROTO', 'the server sent bytes no request asked for'));
       return false;
     }
+    if (n > this.#expected - this.#seen) {
+      // More than the Content-Length (a scratch read can hold more): never data, and the read fails.
+      this.destroy(new NetError('EPROTO', 'the server sent more than its Content-Length'));
+      return false;
+    }
     this.#seen += n;
     if (this.#offered === 'dest') {
       this.#destAt += n;
       this.#onBytes?.(n);
     } else {
       this.#take(this.#buf.subarray(HEAD_MAX, HEAD_MAX + n));
-    }
-    if (this.#seen > this.#expected) {
-      this.destroy(new NetError('EPROTO', 'the server sent more than its Content-Length'));
-      return false;
     }
     this.#settle();
     return true;
@@ -341,10 +350,20 @@ class Conn {
     if (b) {
       this.#onBody = undefined;
       this.#phase = 'idle';
-      // The caller checks `seen` against `expected`: a short body is reported as truncated, never data.
-      b(this.#error.name === 'AbortError' ? this.#error : undefined);
+      // A body that just stopped comes back short and is reported as truncated, never data;
+      // an abort or a protocol violation fails the read.
+      const e = this.#error as Error & { code?: string };
+      b(e.name === 'AbortError' || e.code === 'EPROTO' ? e : undefined);
     }
   }
+}
+
+function hasControlCharacter(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
 }
 
 function findHeadEnd(b: Uint8Array, from: number, to: number): number {
@@ -357,6 +376,8 @@ function findHeadEnd(b: Uint8Array, from: number, to: number): number {
 interface Head {
   readonly status: number;
   readonly headers: Map<string, string>;
+  /** Header names that came more than once. */
+  readonly repeated: Set<string>;
 }
 
 function parseHead(text: string): Head {
@@ -365,13 +386,16 @@ function parseHead(text: string): Head {
   if (!m)
     throw new NetError('EPROTO', `not an HTTP/1.1 answer: ${JSON.stringify((lines[0] ?? '').slice(0, 40))}`);
   const headers = new Map<string, string>();
+  const repeated = new Set<string>();
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
     const c = line.indexOf(':');
     if (c <= 0) continue;
-    headers.set(line.slice(0, c).trim().toLowerCase(), line.slice(c + 1).trim());
+    const name = line.slice(0, c).trim().toLowerCase();
+    if (headers.has(name)) repeated.add(name);
+    headers.set(name, line.slice(c + 1).trim());
   }
-  return { status: Number(m[1]), headers };
+  return { status: Number(m[1]), headers, repeated };
 }
 
 /** The body of a direct answer: read once, into the caller's memory. */
@@ -413,6 +437,7 @@ export class DirectBody {
     };
     const onAbort = () => conn.destroy(abortErrorOf(this.#signal));
     this.#signal?.addEventListener('abort', onAbort, { once: true });
+    if (this.#signal?.aborted) onAbort();
     this.#reading = true;
     try {
       await conn.body(this.#length, dest, at, skip, length, count);
@@ -484,7 +509,19 @@ export class DirectGets {
       range,
       'x-amz-content-sha256': EMPTY_SHA256,
     };
-    if (ifMatch !== undefined) headers['if-match'] = ifMatch;
+    if (ifMatch !== undefined) {
+      // Written into the request as is: a CR or LF would end the header early.
+      if (hasControlCharacter(ifMatch)) {
+        throw new TierError(
+          'INVALID_ARGUMENT',
+          `ifMatch ${JSON.stringify(ifMatch)} holds control characters`,
+          {
+            retryable: false,
+          },
+        );
+      }
+      headers['if-match'] = ifMatch;
+    }
     const signed = await this.#o.signer.sign({
       method: 'GET',
       protocol: 'http:',
@@ -505,6 +542,8 @@ export class DirectGets {
       signal?.addEventListener('abort', onAbort, { once: true });
       let head: Head;
       try {
+        // (Aborted while signing or waiting for a socket: the listener above came too late.)
+        if (signal?.aborted) throw abortErrorOf(signal);
         await conn.ready;
         head = parseHead(await conn.request(text, this.#o.requestTimeoutMs));
       } catch (err) {
@@ -522,7 +561,14 @@ export class DirectGets {
   async #answer(conn: Conn, head: Head, signal: AbortSignal | undefined): Promise<DirectResponse> {
     const h = head.headers;
     const cl = h.get('content-length');
-    const length = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
+    // A Transfer-Encoding (with or without a Content-Length) is not ours to decode; nor is a listed length.
+    const length =
+      cl !== undefined &&
+      /^\d+$/.test(cl) &&
+      !h.has('transfer-encoding') &&
+      !head.repeated.has('content-length')
+        ? Number(cl)
+        : undefined;
     if (h.get('connection')?.toLowerCase() === 'close') conn.reusable = false;
     if (head.status >= 300) {
       // Read a bounded error document for its S3 code; anything else is dropped with the connection.
@@ -543,7 +589,18 @@ export class DirectGets {
     if (length === undefined) {
       conn.destroy();
       this.release(conn, false);
-      throw new DirectUnsupported('a 2xx answer without Content-Length (chunked or close-delimited)');
+      throw new DirectUnsupported(
+        'a 2xx answer without one plain Content-Length (chunked or close-delimited)',
+      );
+    }
+    const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(h.get('content-range') ?? '');
+    if (cr && Number(cr[2]) - Number(cr[1]) + 1 !== length) {
+      conn.destroy();
+      this.release(conn, false);
+      throw new NetError(
+        'EPROTO',
+        `Content-Length ${length} does not match Content-Range ${h.get('content-range')}`,
+      );
     }
     const lm = h.get('last-modified');
     return {
@@ -558,11 +615,14 @@ export class DirectGets {
 
   async #acquire(signal: AbortSignal | undefined): Promise<Conn> {
     for (;;) {
-      if (this.#closed) throw new NetError('ECONNABORTED', 'the tier is closed');
+      if (this.#closed) throw new TierError('CLOSED', 'the S3 tier was closed', { retryable: false });
       const c = this.#idle.pop();
       if (c) {
         clearTimeout(c.idleTimer);
-        if (c.alive) return c;
+        if (c.alive) {
+          c.socket.ref();
+          return c;
+        }
         this.#open--;
         continue;
       }
@@ -600,6 +660,8 @@ export class DirectGets {
         }
       }, this.#o.idleMs ?? 4000);
       conn.idleTimer.unref();
+      // An idle socket does not keep the process alive.
+      conn.socket.unref();
       this.#idle.push(conn);
     } else {
       conn.destroy();

@@ -16,6 +16,8 @@ interface SdkLikeError {
 // Socket-level failures: the request may not have reached the server, or the
 // reply was cut; either way another attempt can succeed.
 const NETWORK_CODES = new Set([
+  // An answer that broke HTTP (direct GETs): worth another try on a fresh connection.
+  'EPROTO',
   'ECONNRESET',
   'ECONNREFUSED',
   'ECONNABORTED',
