@@ -171,12 +171,9 @@ class Conn {
   get alive(): boolean {
     return this.reusable && !this.#error && !this.socket.destroyed;
   }
-  /** Body bytes received, and the body's length. */
+  /** Body bytes received. */
   get seen(): number {
     return this.#seen;
-  }
-  get expected(): number {
-    return this.#expected;
   }
   /** Whether a failure came before any byte of the answer (a stale keep-alive socket). */
   get nothingReceived(): boolean {

@@ -16,6 +16,7 @@ import { createRequire } from 'node:module';
 import {
   type AddressInfo,
   createServer as createNetServer,
+  type Server as NetServer,
   connect as netConnect,
   type Socket,
 } from 'node:net';
@@ -229,6 +230,15 @@ function prng(seed: number): () => number {
   };
 }
 
+/** Listens on 127.0.0.1 at a free port; resolves with the port. */
+async function listenOnLoopback(server: NetServer): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  return (server.address() as AddressInfo).port;
+}
+
 /** A token bucket for one connection and direction. */
 class Bucket {
   #tokens: number;
@@ -427,11 +437,7 @@ export async function startFaultProxy(options: StartFaultProxyOptions): Promise<
   const server = createServer({ keepAlive: true }, (req, res) => {
     handle(req, res).catch(() => req.socket.destroy());
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOnLoopback(server);
   return {
     endpoint: `http://127.0.0.1:${port}`,
     port,
@@ -516,11 +522,7 @@ export async function startShapingProxy(options: StartShapingProxyOptions): Prom
       holdBack(upstream, client, ok, bucket.take(chunk.length));
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const bound = (server.address() as AddressInfo).port;
+  const bound = await listenOnLoopback(server);
   return {
     endpoint: `http://127.0.0.1:${bound}`,
     port: bound,
