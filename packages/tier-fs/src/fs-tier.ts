@@ -6,10 +6,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { type BigIntStats, promises as fsp, lstatSync } from 'node:fs';
 import { constants } from 'node:os';
-import { dirname, resolve, sep } from 'node:path';
+import { dirname, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Readable as NodeReadable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { type CachedRead, cachedRead } from '@tierkit/native';
 import { LruPolicy } from '@tierkit/policy-lru';
 import { isShared, type ReadPool, sharedBytes, sharedPool } from '@tierkit/pool';
@@ -41,104 +40,25 @@ import {
   type WriteOptions,
 } from '@tierkit/tier-core';
 import { type CachedFile, DescriptorCache } from './fd-cache.js';
+import { DIRECT_FS_TYPES, LOCAL_FS_TYPES } from './fs-types.js';
 import { UseJournal } from './journal.js';
 import { type FsLock, LockFiles, type LockOptions } from './lock.js';
+import {
+  type DescriptorCheck,
+  type FsTierOptions,
+  invalid,
+  optionsFromUrl,
+  type Resolved,
+  resolveOptions,
+} from './options.js';
 import { cleanPartialLeftovers, FsPartial, type PartialHost } from './partial.js';
 import { fsyncDir, HOST_SAFE, isPidAlive, isReservedKey, keyHash, META_DIR, RootPaths } from './paths.js';
+import { etagOf, type FsChecksum, identity, type Sidecar, sidecarMatch } from './sidecar.js';
 import { type WalkedFile, walkFiles } from './walk.js';
 
-export type DescriptorCheck = 'inline' | 'offload' | 'none';
-
-export interface FsTierOptions {
-  /** The directory. Created (with parents) unless `create: false`. */
-  readonly root: string;
-  readonly name?: string;
-  /** Upper bound on the bytes of all objects under the root; the policy's victims are evicted to stay under it. */
-  readonly maxBytes?: number;
-  /** Keep at least this fraction (0–1) of the filesystem free (fs.statfs), evicting to get there. */
-  readonly minFreeRatio?: number;
-  /** Eviction policy (default: `LruPolicy` from @tierkit/policy-lru). Not serializable: pass it in code. */
-  readonly policy?: Policy;
-  /** Called after an entry was evicted to make room or purged as idle. */
-  readonly onEvict?: (key: string, size: number) => void;
-  /** Create the root if missing (default true). */
-  readonly create?: boolean;
-  /** fsync data, then the directory, on every publish (default true). Off only for scratch caches. */
-  readonly fsync?: boolean;
-  /** Reads at least this long are split into parallel positioned reads (default 8 MiB). */
-  readonly parallelReadThreshold?: number;
-  /** Size of each parallel read (default 4 MiB). */
-  readonly readChunkSize?: number;
-  /** Parallel positioned reads per large read (default 4). */
-  readonly readConcurrency?: number;
-  /**
-   * The worker pool for large reads and checksums: `true` (default) is the
-   * process's shared pool (@tierkit/pool, started on first use), `false` none,
-   * or a pool of your own.
-   */
-  readonly pool?: boolean | ReadPool;
-  /**
-   * Reads at least this long into SharedArrayBuffer-backed memory go to the
-   * worker pool (`read()` allocates such memory for them). Default: never
-   * (Infinity) — on the machines measured the direct path was as fast or faster;
-   * see bench/results/pooled-read.md and set it from your own run.
-   */
-  readonly poolReadThreshold?: number;
-  /** Descriptors kept open for hot reads (default 64; 0 turns the cache off). See fd-cache.ts. */
-  readonly openFiles?: number;
-  /** A cached descriptor unused this long is closed (default 5 s). */
-  readonly openFileIdleMs?: number;
-  /**
-   * How a read through a cached descriptor checks that the key's path still
-   * names that file: `'inline'`, an lstat on the calling thread (about 2 µs on
-   * a local disk), or `'offload'`, an lstat on libuv's threads alongside the
-   * read (no blocking, but a thread round trip: about 15–30 µs). Default: inline
-   * on local filesystems (ext4, xfs, btrfs, tmpfs, overlay, f2fs, zfs), offload
-   * elsewhere (NFS, SMB, FUSE), where one lstat can wait on the network.
-   *
-   * `'none'` is for content-addressed data only (KV-cache chunks keyed by their
-   * hash), where a key's bytes never change: a cached descriptor is trusted
-   * until this process drops it, so a file another process removed or replaced
-   * may still be read through it until the descriptor idles out (`openFileIdleMs`).
-   */
-  readonly descriptorCheck?: DescriptorCheck;
-  /**
-   * Write the blocks of block-granular fills (partial copies) with O_DIRECT,
-   * past the page cache. Putting gigabytes of new pages into the page cache
-   * costs more CPU than the transfer itself on many machines (here 2.6 s of
-   * CPU per GiB, against 0.03 s direct: bench/results/s3-cold-fill.md), and a
-   * model loaded once should not push everything else out of memory. The
-   * first read after the fill then comes from the disk. Default: on for ext4,
-   * xfs, btrfs and f2fs; off elsewhere (tmpfs has no O_DIRECT, NFS makes each
-   * direct write a synchronous round trip). Blocks that are not 4 KiB-aligned
-   * (the last one, or a block size that is not a multiple) are written buffered.
-   */
-  readonly directFill?: boolean;
-  /**
-   * Reads of at most this many bytes first copy what the page cache already
-   * holds, on the calling thread (preadv2 with RWF_NOWAIT, from
-   * @tierkit/native). That skips the thread-pool round trip, about a quarter of
-   * a hot 2 MiB read here (bench/results/kv.md). Whatever is not cached is read
-   * on libuv's threads as before, so the calling thread never waits for the
-   * disk; it does block for the copy (about 40 µs per MiB here), as a memory
-   * tier's read does, and at most 8 MiB are copied inline per event-loop turn. Default 4 MiB on local filesystems where the addon is
-   * built; 0 (off) elsewhere, and from the first time the kernel refuses
-   * (tmpfs, NFS and FUSE do).
-   */
-  readonly inlineReadMax?: number;
-  /** Lease of a cross-process lock; holders refresh it every third of it (default 30 s). */
-  readonly lockLeaseMs?: number;
-  /** First wait between attempts on a held lock, doubling to 250 ms (default 10 ms). */
-  readonly lockPollMs?: number;
-  /** How often last-use times are appended to the journal (default 30 s; also on close). */
-  readonly flushIntervalMs?: number;
-  /** Temp files of other hosts older than this are removed at open (default 1 h). */
-  readonly staleTempMs?: number;
-  /** Mode of published files (default 0o644) and folders (default 0o755). */
-  readonly fileMode?: number;
-  readonly dirMode?: number;
-  readonly clock?: () => number;
-}
+export type { DescriptorCheck, FsTierOptions } from './options.js';
+export { parseSize } from './options.js';
+export type { FsChecksum } from './sidecar.js';
 
 export interface FillLockOptions extends LockOptions {}
 
@@ -153,50 +73,13 @@ const CAPABILITY: TierCapability = Object.freeze({
   deviceMemory: false,
   persistent: true,
 });
+/** A read-only directory (an origin): no writes, deletes or partial copies. */
+const READ_ONLY_CAPABILITY: TierCapability = Object.freeze({ ...CAPABILITY, write: false, delete: false });
 
 const MiB = 1024 * 1024;
 const CAPACITY_LOCK = 'capacity';
 /** A partial copy nobody has added a block to for this long is dropped at open. */
 const PARTIAL_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
-
-interface Resolved {
-  readonly root: string;
-  readonly maxBytes: number | undefined;
-  readonly minFreeRatio: number;
-  readonly create: boolean;
-  readonly fsync: boolean;
-  readonly parallelReadThreshold: number;
-  readonly readChunkSize: number;
-  readonly readConcurrency: number;
-  readonly poolReadThreshold: number;
-  readonly openFiles: number;
-  readonly openFileIdleMs: number;
-  readonly descriptorCheck: DescriptorCheck | undefined;
-  readonly directFill: boolean | undefined;
-  readonly inlineReadMax: number | undefined;
-  readonly lockLeaseMs: number;
-  readonly lockPollMs: number;
-  readonly flushIntervalMs: number;
-  readonly staleTempMs: number;
-  readonly fileMode: number;
-  readonly dirMode: number;
-}
-
-interface Sidecar {
-  readonly key: string;
-  /** `<size>:<mtimeNs>:<ino>` of the data file this metadata belongs to. */
-  readonly id: string;
-  readonly source?: SourceMeta;
-  /** A digest of the data file's bytes, recorded by whoever computed it (the warmer). */
-  readonly checksum?: FsChecksum;
-}
-
-/** A digest of an entry's bytes, kept in its sidecar (tied to the data file's identity). */
-export interface FsChecksum {
-  readonly algorithm: 'sha256';
-  /** Lower-case hex. */
-  readonly value: string;
-}
 
 /** What the tier knows of one entry, for operators (`tierkit ls`, `stat`, `verify`). */
 export interface FsEntryInfo {
@@ -214,6 +97,12 @@ export interface FsEntryInfo {
    * tierkit (its source and checksum are not reported).
    */
   readonly metadata: 'ok' | 'none' | 'stale';
+  /**
+   * The file is a copy of the one the sidecar describes (same size and mtime,
+   * another inode: `cp -a`, tar, a Dockerfile COPY); its bytes are checked
+   * against the recorded checksum on first use.
+   */
+  readonly copied?: boolean;
   /** Last use known to this process's index (ms since the epoch). */
   readonly lastUsed?: number;
   readonly pinned: boolean;
@@ -223,7 +112,7 @@ let tmpSeq = 0;
 
 export class FsTier implements Tier {
   readonly spec = TIER_SPEC;
-  readonly capability = CAPABILITY;
+  readonly capability: TierCapability;
   readonly name: string;
   /** Resolves when the index is built (the tier opens itself on construction; every op waits for it). */
   readonly ready: Promise<void>;
@@ -237,12 +126,15 @@ export class FsTier implements Tier {
   readonly #instance = randomBytes(4).toString('hex');
   #paths!: RootPaths;
   #locks!: LockFiles;
-  #journal!: UseJournal;
+  /** Last-use times on disk; none for a read-only root. */
+  #journal: UseJournal | undefined;
   #opened = false;
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
   readonly #pins = new Set<string>();
   readonly #sources = new Map<string, { id: string; source?: SourceMeta }>();
+  /** Copies being checked against their recorded checksum (see #adoptCopy), by key. */
+  readonly #adopting = new Map<string, { id: string; done: Promise<SourceMeta | undefined> }>();
   readonly #metaDirs = new Set<string>();
   /** Partial copies' blocks this process wrote or checked: reopening need not check them again. */
   readonly #verifiedBlocks: PartialHost['verified'] = new Map();
@@ -264,6 +156,7 @@ export class FsTier implements Tier {
     }
     this.name = options.name ?? 'fs';
     this.#o = resolveOptions(options);
+    this.capability = this.#o.readOnly ? READ_ONLY_CAPABILITY : CAPABILITY;
     this.#clock = options.clock ?? Date.now;
     this.#policy = options.policy ?? new LruPolicy({ clock: this.#clock });
     this.#onEvict = options.onEvict;
@@ -529,6 +422,7 @@ export class FsTier implements Tier {
   // ---- writes ------------------------------------------------------------
 
   async write(key: string, data: WriteData, options?: WriteOptions): Promise<ObjectMeta> {
+    this.#assertWritable('write', key);
     await this.#enter(key, options);
     const signal = options?.signal;
     const max = this.#o.maxBytes;
@@ -607,7 +501,7 @@ export class FsTier implements Tier {
     const now = this.#clock();
     this.#policy.insert(key, size, now);
     if (this.#pins.has(key)) this.#policy.pin(key);
-    this.#journal.record(key, now);
+    this.#journal?.record(key, now);
   }
 
   // ---- partial copies (block-granular fills) ----------------------------
@@ -617,6 +511,7 @@ export class FsTier implements Tier {
    * stack fills it block by block and publishes it as a normal entry.
    */
   async openPartial(key: string, source: SourceMeta, options: PartialOptions): Promise<PartialEntry> {
+    this.#assertWritable('openPartial', key);
     await this.#enter(key, options);
     const max = this.#o.maxBytes;
     if (max !== undefined && source.size > max) throw this.#tooBig(key, source.size);
@@ -656,6 +551,7 @@ export class FsTier implements Tier {
   }
 
   async delete(key: string, options?: OpOptions): Promise<void> {
+    this.#assertWritable('delete', key);
     await this.#enter(key, options);
     try {
       // A missing or linked parent means nothing of ours is there: deleting is a no-op.
@@ -703,7 +599,7 @@ export class FsTier implements Tier {
     const keys = files.filter((f) => f.key.startsWith(prefix)).sort((a, b) => (a.key < b.key ? -1 : 1));
     for (const f of keys) {
       throwIfAborted(options?.signal);
-      yield await this.#meta(f.key, f.st);
+      yield await this.#meta(f.key, f.st, undefined, false);
     }
   }
 
@@ -718,11 +614,12 @@ export class FsTier implements Tier {
     assertKey(key, this.name);
     if (!this.#policy.get(key)) return;
     this.#policy.touch(key, at);
-    this.#journal.record(key, at);
+    this.#journal?.record(key, at);
   }
 
   /** Keeps `key` from eviction, across restarts and for every process sharing the root. */
   async pin(key: string): Promise<void> {
+    this.#assertWritable('pin', key);
     await this.#enter(key, undefined);
     try {
       const tmp = this.#tmpPath('p');
@@ -736,6 +633,7 @@ export class FsTier implements Tier {
   }
 
   async unpin(key: string): Promise<void> {
+    this.#assertWritable('unpin', key);
     await this.#enter(key, undefined);
     try {
       await fsp.unlink(this.#pinPath(key));
@@ -755,6 +653,7 @@ export class FsTier implements Tier {
    * most `maxBytes` (never pinned or in-use ones). Returns the keys removed.
    */
   async purgeToBytes(maxBytes: number, options?: OpOptions): Promise<string[]> {
+    this.#assertWritable('purgeToBytes');
     if (!(Number.isFinite(maxBytes) && maxBytes >= 0))
       throw invalid(`purgeToBytes: bad byte budget ${maxBytes}`);
     this.#assertOpen();
@@ -780,7 +679,11 @@ export class FsTier implements Tier {
     return this.#withFile(key, 'entryInfo', async (_fh, st) => {
       const side = await this.#readSidecar(key);
       const id = identity(st);
-      const metadata = side === undefined ? 'none' : side.id === id ? 'ok' : 'stale';
+      const match = sidecarMatch(side, st);
+      // A copy this process already found not to match its checksum is stale, not ok.
+      const refused =
+        match === 'copy' && this.#sources.get(key)?.id === id && !this.#sources.get(key)?.source;
+      const metadata = side === undefined ? 'none' : match === 'other' || refused ? 'stale' : 'ok';
       const ok = metadata === 'ok' ? side : undefined;
       return {
         key,
@@ -790,6 +693,7 @@ export class FsTier implements Tier {
         ...(ok?.source ? { source: ok.source } : {}),
         ...(ok?.checksum ? { checksum: ok.checksum } : {}),
         metadata,
+        ...(metadata === 'ok' && match === 'copy' ? { copied: true } : {}),
         lastUsed: this.#policy.get(key)?.lastUsed,
         pinned: this.#pins.has(key),
       };
@@ -809,37 +713,41 @@ export class FsTier implements Tier {
       // In use while hashed: never an eviction victim meanwhile.
       this.#policy.acquire(key);
       try {
-        const pool = this.workerPool;
-        if (pool) {
-          // Hashing a model file takes seconds of CPU: a worker does it, the main thread keeps serving.
-          const { hex, size } = await pool.sha256(fh.fd);
-          throwIfAborted(options?.signal, key);
-          if (size !== Number(st.size)) {
-            throw new TierError('CHANGED', `'${key}' changed size while it was hashed`, {
-              key,
-              retryable: true,
-            });
-          }
-          return { checksum: { algorithm: 'sha256', value: hex } as FsChecksum, etag: etagOf(st), size };
-        }
-        const hash = createHash('sha256');
-        const buf = new Uint8Array(Math.min(4 * MiB, Math.max(1, Number(st.size))));
-        for (let pos = 0; ; ) {
-          throwIfAborted(options?.signal, key);
-          const { bytesRead } = await fh.read(buf, 0, buf.byteLength, pos);
-          if (bytesRead === 0) break;
-          hash.update(buf.subarray(0, bytesRead));
-          pos += bytesRead;
-        }
-        return {
-          checksum: { algorithm: 'sha256', value: hash.digest('hex') } as FsChecksum,
-          etag: etagOf(st),
-          size: Number(st.size),
-        };
+        const checksum = await this.#hash(fh, st, key, options?.signal);
+        return { checksum, etag: etagOf(st), size: Number(st.size) };
       } finally {
         this.#policy.release(key);
       }
     });
+  }
+
+  /** sha256 of the open file `st` describes, on the pool when there is one. */
+  async #hash(
+    fh: fsp.FileHandle,
+    st: BigIntStats,
+    key: string,
+    signal: AbortSignal | undefined,
+  ): Promise<FsChecksum> {
+    const pool = this.workerPool;
+    if (pool) {
+      // Hashing a model file takes seconds of CPU: a worker does it, the main thread keeps serving.
+      const { hex, size } = await pool.sha256(fh.fd);
+      throwIfAborted(signal, key);
+      if (size !== Number(st.size)) {
+        throw new TierError('CHANGED', `'${key}' changed size while it was hashed`, { key, retryable: true });
+      }
+      return { algorithm: 'sha256', value: hex };
+    }
+    const hash = createHash('sha256');
+    const buf = new Uint8Array(Math.min(4 * MiB, Math.max(1, Number(st.size))));
+    for (let pos = 0; ; ) {
+      throwIfAborted(signal, key);
+      const { bytesRead } = await fh.read(buf, 0, buf.byteLength, pos);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+      pos += bytesRead;
+    }
+    return { algorithm: 'sha256', value: hash.digest('hex') };
   }
 
   /**
@@ -853,6 +761,7 @@ export class FsTier implements Tier {
     expectedEtag: string,
     options?: OpOptions,
   ): Promise<boolean> {
+    this.#assertWritable('setChecksum', key);
     await this.#enter(key, options);
     if (checksum?.algorithm !== 'sha256' || !/^[0-9a-f]{64}$/.test(checksum.value ?? '')) {
       throw invalid(`setChecksum '${key}': expected { algorithm: 'sha256', value: <64 hex> }`);
@@ -861,7 +770,12 @@ export class FsTier implements Tier {
       if (etagOf(st) !== expectedEtag) return false;
       const id = identity(st);
       const side = await this.#readSidecar(key);
-      const source = side?.id === id ? side.source : undefined;
+      const match = sidecarMatch(side, st);
+      // A copy keeps its origin version when the fresh hash proves it holds the recorded bytes.
+      const source =
+        match === 'same' || (match === 'copy' && side!.checksum?.value === checksum.value)
+          ? side!.source
+          : undefined;
       await this.#writeSidecarBody({ key, id, ...(source ? { source } : {}), checksum });
       this.#sources.set(key, { id, source });
       return true;
@@ -871,6 +785,7 @@ export class FsTier implements Tier {
 
   /** Evicts entries not used for `idleMs` (never pinned or in-use ones). Returns the keys removed. */
   async purgeIdle(idleMs: number, options?: OpOptions): Promise<string[]> {
+    this.#assertWritable('purgeIdle');
     this.#assertOpen();
     throwIfAborted(options?.signal);
     await this.#whenReady();
@@ -892,6 +807,7 @@ export class FsTier implements Tier {
    * shares the root. Release it when done; `lock.signal` aborts if it is lost.
    */
   async acquireLock(key: string, options?: FillLockOptions): Promise<FsLock> {
+    this.#assertWritable('acquireLock', key);
     await this.#enter(key, options);
     try {
       return await this.#locks.acquire(`k-${keyHash(key)}`, options);
@@ -902,6 +818,7 @@ export class FsTier implements Tier {
 
   /** One attempt at `key`'s fill lock: undefined when another holder has it. */
   async tryLock(key: string): Promise<FsLock | undefined> {
+    this.#assertWritable('tryLock', key);
     await this.#enter(key, undefined);
     try {
       return await this.#locks.tryAcquire(`k-${keyHash(key)}`);
@@ -932,13 +849,15 @@ export class FsTier implements Tier {
     this.#assertOpen();
     throwIfAborted(options?.signal);
     await this.#whenReady();
+    // A read-only root keeps no index: every stat and list looks at the disk.
+    if (this.#o.readOnly) return;
     if (this.#limited) await this.#withCapacity(() => this.#rescanLocked());
     else await this.#rescanLocked();
   }
 
   /** Writes pending last-use times to the journal. Runs every `flushIntervalMs` and on close. */
   async flush(): Promise<void> {
-    if (!this.#opened) return;
+    if (!this.#opened || !this.#journal) return;
     await this.#journal.flush(() => this.#useEntries(), Math.max(10_000, this.#policy.count * 2));
   }
 
@@ -989,15 +908,19 @@ export class FsTier implements Tier {
     const o = this.#o;
     try {
       if (o.create) await fsp.mkdir(o.root, { recursive: true, mode: o.dirMode });
-      const real = await fsp.realpath(o.root);
-      if (!(await fsp.stat(real)).isDirectory()) throw invalid(`tier root ${o.root} is not a directory`);
+      const real = await this.#realRoot();
       this.#paths = new RootPaths(real, this.name);
       const fsType = (await fsp.statfs(real)).type;
       this.#check = o.descriptorCheck ?? (LOCAL_FS_TYPES.has(fsType) ? 'inline' : 'offload');
-      this.#directFill = o.directFill ?? DIRECT_FS_TYPES.has(fsType);
+      this.#directFill = !o.readOnly && (o.directFill ?? DIRECT_FS_TYPES.has(fsType));
       this.#inlineMax = pageCacheRead() ? (o.inlineReadMax ?? (LOCAL_FS_TYPES.has(fsType) ? 4 * MiB : 0)) : 0;
+      if (o.readOnly) {
+        // An origin: nothing to index or keep; every operation looks at the disk when asked.
+        this.#opened = true;
+        return;
+      }
       const metaRoot = this.#paths.meta();
-      await fsp.mkdir(metaRoot, { recursive: true, mode: o.dirMode });
+      await mkdirTelling(metaRoot, o.dirMode);
       if (!(await fsp.lstat(metaRoot)).isDirectory()) {
         throw new TierError('UNAVAILABLE', `${metaRoot} must be a real directory, not a link`, {
           tier: this.name,
@@ -1057,6 +980,29 @@ export class FsTier implements Tier {
     }
   }
 
+  /** The root's real path; a missing, unreadable or non-directory root is refused with its real cause. */
+  async #realRoot(): Promise<string> {
+    const o = this.#o;
+    let real: string;
+    try {
+      real = await fsp.realpath(o.root);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
+      throw new TierError(
+        'UNAVAILABLE',
+        `tier root ${o.root} does not exist` +
+          (o.readOnly ? ' (a read-only tier never creates it: is the share mounted?)' : ' (create: false)'),
+        { cause: err, tier: this.name, retryable: false, details: { errno: code, path: o.root } },
+      );
+    }
+    if (!(await fsp.stat(real)).isDirectory()) throw invalid(`tier root ${o.root} is not a directory`);
+    // Listing the root proves the process may read it: a root it cannot read fails here, not on the first read.
+    const dir = await fsp.opendir(real);
+    await dir.close();
+    return real;
+  }
+
   /** Removes temp files left by processes that died mid-write (and old ones from other hosts). */
   async #cleanTemps(): Promise<void> {
     const dir = this.#paths.meta('tmp');
@@ -1102,6 +1048,15 @@ export class FsTier implements Tier {
     this.#assertOpen();
     throwIfAborted(options?.signal, key);
     if (!this.#opened) await this.ready;
+  }
+
+  #assertWritable(op: string, key?: string): void {
+    if (!this.#o.readOnly) return;
+    throw new TierError(
+      'UNSUPPORTED',
+      `${op}: tier '${this.name}' is read-only (readOnly: true); nothing is written under ${this.#o.root}`,
+      { key, tier: this.name, retryable: false },
+    );
   }
 
   #assertOpen(): void {
@@ -1158,23 +1113,50 @@ export class FsTier implements Tier {
     }
   }
 
-  async #sourceFor(key: string, id: string): Promise<SourceMeta | undefined> {
+  /**
+   * The origin version the file `st` at `key` was made from, from its sidecar.
+   * A copy of the recorded file (see matchIdentity) is taken on once its bytes
+   * match the recorded checksum (`checkCopy`; list skips that and reports the
+   * recorded source); the sidecar then names the copy, so it is hashed once.
+   */
+  async #sourceFor(key: string, st: BigIntStats, checkCopy = true): Promise<SourceMeta | undefined> {
+    if (this.#o.readOnly) return undefined;
+    const id = identity(st);
     const cached = this.#sources.get(key);
     if (cached?.id === id) return cached.source;
+    const side = await this.#readSidecar(key);
+    const match = sidecarMatch(side, st);
+    if (match === 'copy' && !checkCopy) return side!.source;
     let source: SourceMeta | undefined;
-    try {
-      const body = JSON.parse(await fsp.readFile(this.#sidecarPath(key), 'utf8')) as Sidecar;
-      if (body.key === key && body.id === id) source = body.source;
-    } catch {
-      source = undefined;
-    }
+    if (match === 'same') source = side!.source;
+    else if (match === 'copy') source = await this.#adoptCopy(key, side!, st);
     this.#sources.set(key, { id, source });
     return source;
   }
 
-  async #meta(key: string, st: BigIntStats, source?: SourceMeta): Promise<ObjectMeta> {
+  /** A copy's first use: its bytes checked against the recorded checksum, then its sidecar rewritten for it. */
+  #adoptCopy(key: string, side: Sidecar, st: BigIntStats): Promise<SourceMeta | undefined> {
     const id = identity(st);
-    const src = source ?? (await this.#sourceFor(key, id));
+    const running = this.#adopting.get(key);
+    if (running?.id === id) return running.done;
+    const done = (async () => {
+      const hashed = await this.#withFile(key, 'checkCopy', async (fh, now) =>
+        identity(now) === id ? this.#hash(fh, now, key, undefined) : undefined,
+      );
+      if (hashed?.value !== side.checksum?.value) return undefined;
+      const body: Sidecar = { ...side, id };
+      // Best effort: on a read-only copy the check is simply redone by the next process.
+      await this.#writeSidecarBody(body).catch(() => {});
+      return side.source;
+    })();
+    this.#adopting.set(key, { id, done });
+    return done.finally(() => {
+      if (this.#adopting.get(key)?.done === done) this.#adopting.delete(key);
+    });
+  }
+
+  async #meta(key: string, st: BigIntStats, source?: SourceMeta, checkCopy = true): Promise<ObjectMeta> {
+    const src = source ?? (await this.#sourceFor(key, st, checkCopy));
     return {
       key,
       size: Number(st.size),
@@ -1219,14 +1201,14 @@ export class FsTier implements Tier {
   #touch(key: string): void {
     const now = this.#clock();
     this.#policy.touch(key, now);
-    this.#journal.record(key, now);
+    this.#journal?.record(key, now);
   }
 
   #forget(key: string): void {
     this.#fds?.invalidate(key);
     this.#policy.remove(key);
     this.#sources.delete(key);
-    this.#journal.forget(key);
+    this.#journal?.forget(key);
   }
 
   *#useEntries(): Iterable<[string, number]> {
@@ -1474,8 +1456,14 @@ export class FsTier implements Tier {
       const path = (err as NodeJS.ErrnoException).path ?? this.root;
       return new TierError(
         'UNAVAILABLE',
-        `${op}${where}: permission denied on ${path} (${code}) — give this process read and write access to ` +
-          `${this.root} and its .tierkit folder, or point the tier at a directory it owns`,
+        `${op}${where}: permission denied on ${path} (${code}) — ` +
+          (this.#o.readOnly
+            ? `give this process read access to ${this.root}`
+            : code === 'EROFS'
+              ? `${this.root} is on a read-only filesystem: open it with readOnly: true to serve it as an origin, ` +
+                'or point the cache at a writable directory'
+              : `give this process read and write access to ${this.root} and its .tierkit folder, or point ` +
+                'the tier at a directory it owns'),
         { cause: err, key, tier: this.name, retryable: false, details: { errno: code, path } },
       );
     }
@@ -1495,139 +1483,12 @@ export function createFsTier(options: FsTierOptions): FsTier {
   return new FsTier(options);
 }
 
-const URL_OPTIONS: Record<string, 'size' | 'number' | 'bool' | 'string'> = {
-  name: 'string',
-  maxBytes: 'size',
-  minFreeRatio: 'number',
-  create: 'bool',
-  fsync: 'bool',
-  parallelReadThreshold: 'size',
-  readChunkSize: 'size',
-  readConcurrency: 'number',
-  pool: 'bool',
-  poolReadThreshold: 'size',
-  openFiles: 'number',
-  openFileIdleMs: 'number',
-  descriptorCheck: 'string',
-  directFill: 'bool',
-  inlineReadMax: 'size',
-  lockLeaseMs: 'number',
-  lockPollMs: 'number',
-  flushIntervalMs: 'number',
-  staleTempMs: 'number',
-};
-
 /**
  * Builds an FsTier from `file:///var/cache/models?maxBytes=200GiB&minFreeRatio=0.1`.
  * Query parameters are the serializable options; `extra` (e.g. `onEvict`, `policy`) wins over them.
  */
 export function fsTierFromUrl(url: string | URL, extra: Partial<FsTierOptions> = {}): FsTier {
-  let u: URL;
-  try {
-    u = typeof url === 'string' ? new URL(url) : url;
-  } catch (err) {
-    throw new TierError('INVALID_ARGUMENT', `not a URL: ${String(url)}`, { cause: err, retryable: false });
-  }
-  if (u.protocol !== 'file:') throw invalid(`fsTierFromUrl needs a file: URL, got ${u.protocol}`);
-  const opts: Record<string, unknown> = { root: fileURLToPath(u) };
-  for (const [k, v] of u.searchParams) {
-    const kind = URL_OPTIONS[k];
-    if (!kind) throw invalid(`unknown option '${k}' in ${u.href}`);
-    opts[k] =
-      kind === 'string'
-        ? v
-        : kind === 'bool'
-          ? parseBool(k, v)
-          : kind === 'size'
-            ? parseSize(k, v)
-            : num(k, v);
-  }
-  return new FsTier({ ...(opts as unknown as FsTierOptions), ...extra });
-}
-
-const SIZE_UNITS: Record<string, number> = {
-  '': 1,
-  b: 1,
-  k: 1024,
-  kib: 1024,
-  kb: 1e3,
-  m: MiB,
-  mib: MiB,
-  mb: 1e6,
-  g: 1024 * MiB,
-  gib: 1024 * MiB,
-  gb: 1e9,
-  t: MiB * MiB,
-  tib: MiB * MiB,
-  tb: 1e12,
-};
-
-/** `1073741824`, `1GiB`, `1G` (binary) or `1GB` (decimal). */
-export function parseSize(name: string, v: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(v);
-  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw invalid(`option ${name}: '${v}' is not a size (e.g. 512MiB, 10GB)`);
-  return Math.floor(Number(m[1]) * unit);
-}
-
-function num(name: string, v: string): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw invalid(`option ${name}: '${v}' is not a number`);
-  return n;
-}
-
-function parseBool(name: string, v: string): boolean {
-  if (/^(1|true|yes|on)$/i.test(v)) return true;
-  if (/^(0|false|no|off)$/i.test(v)) return false;
-  throw invalid(`option ${name}: '${v}' is not a boolean`);
-}
-
-function oneOf<T extends string>(name: string, v: unknown, allowed: readonly T[]): T | undefined {
-  if (v === undefined || allowed.includes(v as T)) return v as T | undefined;
-  throw invalid(`option ${name} must be one of ${allowed.join(', ')}, got ${String(v)}`);
-}
-
-function invalid(message: string): TierError {
-  return new TierError('INVALID_ARGUMENT', message, { retryable: false });
-}
-
-function resolveOptions(o: FsTierOptions): Resolved {
-  const positive = (name: keyof FsTierOptions, v: number | undefined, dflt: number, min = 1): number => {
-    if (v === undefined) return dflt;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min)
-      throw invalid(`option ${name} must be ≥ ${min}`);
-    return v;
-  };
-  if (o.maxBytes !== undefined && !(typeof o.maxBytes === 'number' && o.maxBytes >= 0)) {
-    throw invalid(`option maxBytes must be ≥ 0, got ${o.maxBytes}`);
-  }
-  const ratio = o.minFreeRatio ?? 0;
-  if (!(typeof ratio === 'number' && ratio >= 0 && ratio <= 1)) {
-    throw invalid(`option minFreeRatio must be between 0 and 1, got ${o.minFreeRatio}`);
-  }
-  return {
-    root: resolve(o.root),
-    maxBytes: o.maxBytes === Number.POSITIVE_INFINITY ? undefined : o.maxBytes,
-    minFreeRatio: ratio,
-    create: o.create ?? true,
-    fsync: o.fsync ?? true,
-    parallelReadThreshold: positive('parallelReadThreshold', o.parallelReadThreshold, 8 * MiB),
-    readChunkSize: positive('readChunkSize', o.readChunkSize, 4 * MiB),
-    readConcurrency: Math.floor(positive('readConcurrency', o.readConcurrency, 4)),
-    poolReadThreshold: positive('poolReadThreshold', o.poolReadThreshold, Number.POSITIVE_INFINITY),
-    openFiles: Math.floor(positive('openFiles', o.openFiles, 64, 0)),
-    openFileIdleMs: positive('openFileIdleMs', o.openFileIdleMs, 5000, 0),
-    descriptorCheck: oneOf('descriptorCheck', o.descriptorCheck, ['inline', 'offload', 'none'] as const),
-    directFill: o.directFill,
-    inlineReadMax:
-      o.inlineReadMax === undefined ? undefined : positive('inlineReadMax', o.inlineReadMax, 0, 0),
-    lockLeaseMs: positive('lockLeaseMs', o.lockLeaseMs, 30_000, 100),
-    lockPollMs: positive('lockPollMs', o.lockPollMs, 10),
-    flushIntervalMs: positive('flushIntervalMs', o.flushIntervalMs, 30_000, 0),
-    staleTempMs: positive('staleTempMs', o.staleTempMs, 3_600_000, 0),
-    fileMode: o.fileMode ?? 0o644,
-    dirMode: o.dirMode ?? 0o755,
-  };
+  return new FsTier({ ...optionsFromUrl(url), ...extra });
 }
 
 const { errno } = constants;
@@ -1665,29 +1526,23 @@ function pageCacheRead(): CachedRead | undefined {
   return pageCacheReader;
 }
 
-/** statfs f_type values of the filesystems the defaults below name. */
-const FS = {
-  ext4: 0xef53, // also ext2/3
-  xfs: 0x58465342,
-  btrfs: 0x9123683e,
-  f2fs: 0xf2f52010,
-  zfs: 0x2fc12fc1,
-  tmpfs: 0x01021994,
-  overlay: 0x794c7630,
-} as const;
-
-/** Filesystems where fills write with O_DIRECT by default (see `directFill`). */
-const DIRECT_FS_TYPES = new Set<number>([FS.ext4, FS.xfs, FS.btrfs, FS.f2fs]);
-/** Filesystems where an lstat never waits on a network (see `descriptorCheck`). */
-const LOCAL_FS_TYPES = new Set<number>([...DIRECT_FS_TYPES, FS.zfs, FS.tmpfs, FS.overlay]);
-
-/** The ETag of a file: size, mtime in ns and inode, in hex. A rename-published write always changes it. */
-function etagOf(st: BigIntStats): string {
-  return `"${st.size.toString(16)}-${st.mtimeNs.toString(16)}-${st.ino.toString(16)}"`;
-}
-
-function identity(st: BigIntStats): string {
-  return `${st.size}:${st.mtimeNs}:${st.ino}`;
+/**
+ * mkdir -p that tells why it failed: a recursive mkdir reports ENOENT for any
+ * failure (EROFS on a read-only mount among them), so a plain mkdir of the last
+ * level is tried for the real errno.
+ */
+async function mkdirTelling(path: string, mode: number): Promise<void> {
+  try {
+    await fsp.mkdir(path, { recursive: true, mode });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    try {
+      await fsp.mkdir(path, { mode });
+    } catch (real) {
+      if ((real as NodeJS.ErrnoException).code === 'EEXIST') return;
+      throw real;
+    }
+  }
 }
 
 /** Size of the regular file at `path` (0 when missing or not a file). */
