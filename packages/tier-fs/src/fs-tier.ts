@@ -611,7 +611,7 @@ export class FsTier implements Tier {
    * (KvStore's eviction hint uses this). Unknown keys are ignored.
    */
   touch(key: string, at: number = this.#clock()): void {
-    assertKey(key, this.name);
+    this.#assertKey(key);
     if (!this.#policy.get(key)) return;
     this.#policy.touch(key, at);
     this.#journal?.record(key, at);
@@ -968,7 +968,11 @@ export class FsTier implements Tier {
         await this.#withCapacity(
           async () => {},
           files.reduce((n, f) => n + Number(f.st.size), 0),
-        );
+        ).catch((err: unknown) => {
+          // A full disk cannot take the capacity lock file: open anyway and serve what is here;
+          // the next publish takes the section (and fails typed while the disk stays full).
+          if (!isNoSpace(err)) throw err;
+        });
       }
       this.#opened = true;
       if (o.flushIntervalMs > 0) {
@@ -1034,6 +1038,14 @@ export class FsTier implements Tier {
 
   /** Checks that run before any I/O: key, closed, aborted; then waits for the index. */
   async #enter(key: string, options: OpOptions | undefined): Promise<void> {
+    this.#assertKey(key);
+    this.#assertOpen();
+    throwIfAborted(options?.signal, key);
+    if (!this.#opened) await this.ready;
+  }
+
+  /** A valid key that does not name anything inside `.tierkit/`. */
+  #assertKey(key: string): void {
     assertKey(key, this.name);
     if (isReservedKey(key)) {
       throw new TierError(
@@ -1045,9 +1057,6 @@ export class FsTier implements Tier {
         },
       );
     }
-    this.#assertOpen();
-    throwIfAborted(options?.signal, key);
-    if (!this.#opened) await this.ready;
   }
 
   #assertWritable(op: string, key?: string): void {
@@ -1330,8 +1339,16 @@ export class FsTier implements Tier {
   async #writeUsage(): Promise<void> {
     if (this.#o.maxBytes === undefined) return;
     const tmp = this.#tmpPath('c');
-    await fsp.writeFile(tmp, JSON.stringify({ bytes: Math.max(0, this.#usage) }));
-    await fsp.rename(tmp, this.#paths.meta('usage.json'));
+    const path = this.#paths.meta('usage.json');
+    try {
+      await fsp.writeFile(tmp, JSON.stringify({ bytes: Math.max(0, this.#usage) }));
+      await fsp.rename(tmp, path);
+    } catch (err) {
+      await fsp.unlink(tmp).catch(() => {});
+      if (!NO_SPACE.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      // A full disk: no count at all (an unlink needs no space) makes the next holder recount from the disk.
+      await fsp.unlink(path).catch(() => {});
+    }
   }
 
   /** Walks the root and makes the index and the shared byte count match the disk. */
@@ -1489,6 +1506,14 @@ export function createFsTier(options: FsTierOptions): FsTier {
  */
 export function fsTierFromUrl(url: string | URL, extra: Partial<FsTierOptions> = {}): FsTier {
   return new FsTier({ ...optionsFromUrl(url), ...extra });
+}
+
+/** errnos of a filesystem out of space (or quota). */
+const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
+
+function isNoSpace(err: unknown): boolean {
+  const e = (isTierError(err) ? err.cause : err) as NodeJS.ErrnoException | undefined;
+  return NO_SPACE.has(e?.code ?? '');
 }
 
 const { errno } = constants;

@@ -55,12 +55,7 @@ export class UseJournal {
       this.#dirty = new Map();
       if (this.#lines + batch.size > compactAt) {
         const lines = [...all()].map(([k, ms]) => `${ms}\t${k}\n`);
-        const tmp = join(
-          this.#tmpDir,
-          `u-${process.pid}-${Math.random().toString(36).slice(2)}@${HOST_SAFE}`,
-        );
-        await fsp.writeFile(tmp, lines.join(''));
-        await fsp.rename(tmp, this.#file);
+        await this.#replace(this.#file, lines.join(''));
         this.#lines = lines.length;
         return;
       }
@@ -72,6 +67,10 @@ export class UseJournal {
     const done = this.#flushing;
     this.#flushing = done.catch(() => {});
     return done;
+  }
+
+  #replace(path: string, text: string): Promise<void> {
+    return replaceFile(this.#tmpDir, path, text);
   }
 
   /** Reads the snapshot and all journals: the latest known use of each key. */
@@ -98,13 +97,19 @@ export class UseJournal {
     return { uses, merged };
   }
 
-  /** Writes a new snapshot of `uses` and removes journals whose writers are gone. */
+  /**
+   * Writes a new snapshot of `uses` and removes journals whose writers are gone.
+   * Best effort: on a full disk (or any failure to write) the journals stay as
+   * they are, to be merged again next time — a cache must open on a full disk.
+   */
   async compact(uses: Iterable<[string, number]>, merged: string[]): Promise<void> {
     let text = '';
     for (const [k, ms] of uses) text += `${ms}\t${k}\n`;
-    const tmp = join(this.#tmpDir, `u-${process.pid}-${Math.random().toString(36).slice(2)}@${HOST_SAFE}`);
-    await fsp.writeFile(tmp, text);
-    await fsp.rename(tmp, join(this.#dir, SNAPSHOT));
+    try {
+      await this.#replace(join(this.#dir, SNAPSHOT), text);
+    } catch {
+      return;
+    }
     const now = Date.now();
     for (const name of merged) {
       const m = JOURNAL.exec(name);
@@ -118,6 +123,18 @@ export class UseJournal {
       }
       if (gone) await fsp.unlink(path).catch(() => {});
     }
+  }
+}
+
+/** Never leaves its temp file behind, whether the write or the rename fails. */
+async function replaceFile(tmpDir: string, path: string, text: string): Promise<void> {
+  const tmp = join(tmpDir, `u-${process.pid}-${Math.random().toString(36).slice(2)}@${HOST_SAFE}`);
+  try {
+    await fsp.writeFile(tmp, text);
+    await fsp.rename(tmp, path);
+  } catch (err) {
+    await fsp.unlink(tmp).catch(() => {});
+    throw err;
   }
 }
 

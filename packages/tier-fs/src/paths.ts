@@ -31,7 +31,11 @@ export function keyHash(key: string): string {
 export const HOST = hostname();
 export const HOST_SAFE = HOST.replace(/[^A-Za-z0-9.-]/g, '_') || 'host';
 
-const O_READ = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0);
+// O_NONBLOCK: opening a FIFO planted at a key's path would otherwise wait for a
+// writer forever (holding one of libuv's threads); regular files ignore it.
+const O_READ = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
+/** errnos of an open that mean "no object here": missing, a folder, a link (loop), a socket. */
+const MISS_ON_OPEN = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'EISDIR', 'ENXIO', 'ENODEV', 'EOPNOTSUPP']);
 /** Linux exposes the real path of an open descriptor; elsewhere we check the parents before opening. */
 const PROC_FD = process.platform === 'linux' && existsSync('/proc/self/fd');
 
@@ -86,7 +90,7 @@ export class RootPaths {
       fh = await fsp.open(this.file(key), O_READ);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP' || code === 'EISDIR') return undefined;
+      if (MISS_ON_OPEN.has(code ?? '')) return undefined;
       throw err;
     }
     if (nested && PROC_FD) {
@@ -114,7 +118,8 @@ export class RootPaths {
       if ((await fsp.realpath(parent)) === parent) return true;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+      // ELOOP: a link loop among the parents, which is not a real directory either.
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return false;
       throw err;
     }
     // Slow path (e.g. a filesystem that normalises Unicode): check each component.
