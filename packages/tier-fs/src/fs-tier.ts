@@ -39,6 +39,7 @@ import {
   type WriteData,
   type WriteOptions,
 } from '@tierkit/tier-core';
+import { Budget, type BudgetHost, NO_SPACE } from './capacity.js';
 import { type CachedFile, DescriptorCache } from './fd-cache.js';
 import { DIRECT_FS_TYPES, LOCAL_FS_TYPES } from './fs-types.js';
 import { UseJournal } from './journal.js';
@@ -77,7 +78,6 @@ const CAPABILITY: TierCapability = Object.freeze({
 const READ_ONLY_CAPABILITY: TierCapability = Object.freeze({ ...CAPABILITY, write: false, delete: false });
 
 const MiB = 1024 * 1024;
-const CAPACITY_LOCK = 'capacity';
 /** A partial copy nobody has added a block to for this long is dropped at open. */
 const PARTIAL_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 
@@ -145,8 +145,7 @@ export class FsTier implements Tier {
   /** Reads up to this long try the page cache inline first (`inlineReadMax`, resolved at open). */
   #inlineMax = 0;
   #inlineBytes = 0;
-  #capacityQueue: Promise<void> = Promise.resolve();
-  #usage = 0;
+  readonly #budget: Budget;
   #evictions = 0;
   #evictedBytes = 0;
 
@@ -163,6 +162,7 @@ export class FsTier implements Tier {
     this.#poolOption = options.pool ?? true;
     this.#fds =
       this.#o.openFiles > 0 ? new DescriptorCache(this.#o.openFiles, this.#o.openFileIdleMs) : undefined;
+    this.#budget = new Budget(this.#budgetHost(), this.#o.maxBytes, this.#o.minFreeRatio);
     this.ready = this.#open();
     // Errors surface through the ops (and `ready`); never as an unhandled rejection.
     this.ready.catch(() => {});
@@ -425,10 +425,10 @@ export class FsTier implements Tier {
     this.#assertWritable('write', key);
     await this.#enter(key, options);
     const signal = options?.signal;
-    const max = this.#o.maxBytes;
     if (data instanceof Uint8Array) checkSize(data.byteLength, options?.size, key);
     const known = data instanceof Uint8Array ? data.byteLength : options?.size;
-    if (max !== undefined && known !== undefined && known > max) throw this.#tooBig(key, known);
+    const tooBig = this.#budget.refuse(key, known);
+    if (tooBig) throw tooBig;
     const tmp = this.#tmpPath('t');
     let fh: fsp.FileHandle | undefined;
     let published = false;
@@ -450,7 +450,8 @@ export class FsTier implements Tier {
           }
           size += chunk.byteLength;
           if (options?.size !== undefined && size > options.size) checkSize(size, options.size, key);
-          if (max !== undefined && size > max) throw this.#tooBig(key, size);
+          const grown = this.#budget.refuse(key, size);
+          if (grown) throw grown;
           await writeFully(fh, chunk);
         }
         checkSize(size, options?.size, key);
@@ -489,8 +490,13 @@ export class FsTier implements Tier {
     // the rename leaves a sidecar that matches nothing and is ignored.
     await this.#writeSidecar(key, id, source);
     const final = this.#paths.file(key);
-    if (this.#limited) {
-      await this.#withCapacity(() => this.#publishLimited(key, tmp, final, size, signal));
+    if (this.#budget.limited) {
+      await this.#budget.section(async () => {
+        const old = await regularFileSize(final);
+        await this.#budget.makeRoom(key, size, old, signal);
+        await fsp.rename(tmp, final);
+        this.#budget.bytes += size - old;
+      });
     } else {
       throwIfAborted(signal, key);
       await fsp.rename(tmp, final);
@@ -513,8 +519,8 @@ export class FsTier implements Tier {
   async openPartial(key: string, source: SourceMeta, options: PartialOptions): Promise<PartialEntry> {
     this.#assertWritable('openPartial', key);
     await this.#enter(key, options);
-    const max = this.#o.maxBytes;
-    if (max !== undefined && source.size > max) throw this.#tooBig(key, source.size);
+    const tooBig = this.#budget.refuse(key, source.size);
+    if (tooBig) throw tooBig;
     try {
       return await FsPartial.open(this.#partialHost, key, source, options.blockSize);
     } catch (err) {
@@ -556,9 +562,9 @@ export class FsTier implements Tier {
     try {
       // A missing or linked parent means nothing of ours is there: deleting is a no-op.
       if (await this.#paths.parentsAreReal(key)) {
-        if (this.#limited) {
-          await this.#withCapacity(async () => {
-            this.#usage -= await unlinkObject(this.#paths.file(key));
+        if (this.#budget.limited) {
+          await this.#budget.section(async () => {
+            this.#budget.bytes -= await unlinkObject(this.#paths.file(key));
           });
         } else {
           await unlinkObject(this.#paths.file(key));
@@ -668,7 +674,7 @@ export class FsTier implements Tier {
         if ((await this.#evictOne(key)) !== undefined) out.push(key);
       }
     };
-    if (this.#limited) await this.#withCapacity(run);
+    if (this.#budget.limited) await this.#budget.section(run);
     else await run();
     return out;
   }
@@ -796,7 +802,7 @@ export class FsTier implements Tier {
         if ((await this.#evictOne(key)) !== undefined) out.push(key);
       }
     };
-    if (this.#limited) await this.#withCapacity(run);
+    if (this.#budget.limited) await this.#budget.section(run);
     else await run();
     return out;
   }
@@ -851,8 +857,8 @@ export class FsTier implements Tier {
     await this.#whenReady();
     // A read-only root keeps no index: every stat and list looks at the disk.
     if (this.#o.readOnly) return;
-    if (this.#limited) await this.#withCapacity(() => this.#rescanLocked());
-    else await this.#rescanLocked();
+    if (this.#budget.limited) await this.#budget.section(() => this.#budget.recount());
+    else await this.#reindex();
   }
 
   /** Writes pending last-use times to the journal. Runs every `flushIntervalMs` and on close. */
@@ -898,10 +904,6 @@ export class FsTier implements Tier {
     } finally {
       await fh?.close().catch(() => {});
     }
-  }
-
-  get #limited(): boolean {
-    return this.#o.maxBytes !== undefined || this.#o.minFreeRatio > 0;
   }
 
   async #open(): Promise<void> {
@@ -965,14 +967,16 @@ export class FsTier implements Tier {
       if (o.maxBytes !== undefined) {
         // The first limited opener sets the shared count from its walk: while the
         // count is missing no limited process can have published anything.
-        await this.#withCapacity(
-          async () => {},
-          files.reduce((n, f) => n + Number(f.st.size), 0),
-        ).catch((err: unknown) => {
-          // A full disk cannot take the capacity lock file: open anyway and serve what is here;
-          // the next publish takes the section (and fails typed while the disk stays full).
-          if (!isNoSpace(err)) throw err;
-        });
+        await this.#budget
+          .section(
+            async () => {},
+            files.reduce((n, f) => n + Number(f.st.size), 0),
+          )
+          .catch((err: unknown) => {
+            // A full disk cannot take the capacity lock file: open anyway and serve what is here;
+            // the next publish takes the section (and fails typed while the disk stays full).
+            if (!isNoSpace(err)) throw err;
+          });
       }
       this.#opened = true;
       if (o.flushIntervalMs > 0) {
@@ -1286,73 +1290,30 @@ export class FsTier implements Tier {
     }
   }
 
-  // ---- capacity ----------------------------------------------------------
+  // ---- capacity (the budget itself is in capacity.ts) --------------------
 
-  /**
-   * Runs `fn` holding the root's capacity lock: in-process callers queue on a
-   * promise, processes on the `capacity` lock file. Every change to the bytes
-   * under the root made by a limited tier happens inside this section, so the
-   * shared count in `.tierkit/usage.json` stays exact.
-   */
-  async #withCapacity<T>(fn: () => Promise<T>, initialCount?: number): Promise<T> {
-    const prev = this.#capacityQueue;
-    let done!: () => void;
-    this.#capacityQueue = new Promise<void>((r) => {
-      done = r;
-    });
-    await prev;
-    let lock: FsLock | undefined;
-    try {
-      lock = await this.#locks.acquire(CAPACITY_LOCK);
-      const usage = await this.#readUsage();
-      if (this.#o.maxBytes !== undefined && usage === undefined && initialCount !== undefined) {
-        this.#usage = initialCount;
-        await this.#writeUsage();
-      } else if (this.#o.maxBytes !== undefined && (usage === undefined || lock.tookOver)) {
-        // A holder that died inside this section may have left the count wrong: recount.
-        await this.#rescanLocked();
-      } else this.#usage = usage ?? 0;
-      const before = this.#usage;
-      try {
-        return await fn();
-      } finally {
-        // Evictions count even when the write that asked for them fails afterwards.
-        if (this.#usage !== before) await this.#writeUsage();
-      }
-    } finally {
-      await lock?.release();
-      done();
-    }
+  #budgetHost(): BudgetHost {
+    const tier = this;
+    return {
+      name: this.name,
+      policy: this.#policy,
+      get locks() {
+        return tier.#locks;
+      },
+      get usageFile() {
+        return tier.#paths.meta('usage.json');
+      },
+      get root() {
+        return tier.#paths.real;
+      },
+      tmpPath: (kind) => this.#tmpPath(kind),
+      reindex: () => this.#reindex(),
+      evict: (key) => this.#evictOne(key),
+    };
   }
 
-  async #readUsage(): Promise<number | undefined> {
-    try {
-      const body = JSON.parse(await fsp.readFile(this.#paths.meta('usage.json'), 'utf8')) as {
-        bytes?: unknown;
-      };
-      return typeof body.bytes === 'number' && body.bytes >= 0 ? body.bytes : undefined;
-    } catch {
-      return undefined;
-    }
-  }
-
-  async #writeUsage(): Promise<void> {
-    if (this.#o.maxBytes === undefined) return;
-    const tmp = this.#tmpPath('c');
-    const path = this.#paths.meta('usage.json');
-    try {
-      await fsp.writeFile(tmp, JSON.stringify({ bytes: Math.max(0, this.#usage) }));
-      await fsp.rename(tmp, path);
-    } catch (err) {
-      await fsp.unlink(tmp).catch(() => {});
-      if (!NO_SPACE.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
-      // A full disk: no count at all (an unlink needs no space) makes the next holder recount from the disk.
-      await fsp.unlink(path).catch(() => {});
-    }
-  }
-
-  /** Walks the root and makes the index and the shared byte count match the disk. */
-  async #rescanLocked(): Promise<void> {
+  /** Walks the root and makes the index match the disk; returns the bytes found. */
+  async #reindex(): Promise<number> {
     const files = await walkFiles(this.#paths.real, '');
     let total = 0;
     const seen = new Set<string>();
@@ -1373,60 +1334,7 @@ export class FsTier implements Tier {
     for (const e of [...this.#policy.entries()]) {
       if (!seen.has(e.key) && !e.inUse) this.#forget(e.key);
     }
-    this.#usage = total;
-    await this.#writeUsage();
-  }
-
-  /** Inside the capacity section: evict until the new object fits, then rename it into place. */
-  async #publishLimited(
-    key: string,
-    tmp: string,
-    final: string,
-    size: number,
-    signal: AbortSignal | undefined,
-  ): Promise<void> {
-    const old = await regularFileSize(final);
-    const max = this.#o.maxBytes;
-    const ratio = this.#o.minFreeRatio;
-    const deficit = async (): Promise<number> => {
-      let need = max === undefined ? Number.NEGATIVE_INFINITY : this.#usage - old + size - max;
-      if (ratio > 0) {
-        // The temp file is already on disk; the rename frees the old object's blocks.
-        const s = await fsp.statfs(this.#paths.real);
-        need = Math.max(need, ratio * s.blocks * s.bsize - s.bavail * s.bsize - old);
-      }
-      return need;
-    };
-    // The key being replaced is never its own victim.
-    this.#policy.acquire(key);
-    try {
-      let rescanned = false;
-      for (;;) {
-        throwIfAborted(signal, key);
-        const need = await deficit();
-        if (need <= 0) break;
-        const victims = this.#policy.victims(need).filter((v) => v !== key);
-        if (victims.length === 0) {
-          if (!rescanned) {
-            // Other processes may have written or deleted since we looked: recount.
-            rescanned = true;
-            await this.#rescanLocked();
-            continue;
-          }
-          throw new TierError(
-            'CAPACITY',
-            `no room for '${key}' (${size} bytes): ${Math.ceil(need)} more bytes are needed and every ` +
-              'remaining entry is pinned or being read — raise maxBytes, lower minFreeRatio or unpin entries',
-            { key, tier: this.name, retryable: false, details: { size, need } },
-          );
-        }
-        for (const v of victims) await this.#evictOne(v);
-      }
-      await fsp.rename(tmp, final);
-      this.#usage += size - old;
-    } finally {
-      this.#policy.release(key);
-    }
+    return total;
   }
 
   /** Removes one entry's data (unless another process pinned it); returns its size, or undefined. */
@@ -1440,7 +1348,7 @@ export class FsTier implements Tier {
     if (await this.#paths.parentsAreReal(key)) size = await unlinkObject(this.#paths.file(key));
     await fsp.unlink(this.#sidecarPath(key)).catch(() => {});
     this.#forget(key);
-    if (this.#o.maxBytes !== undefined) this.#usage -= size;
+    this.#budget.bytes -= size;
     this.#evictions++;
     this.#evictedBytes += size;
     try {
@@ -1449,19 +1357,6 @@ export class FsTier implements Tier {
       // A throwing callback must not break the write that triggered the eviction.
     }
     return size;
-  }
-
-  #tooBig(key: string, size: number): TierError {
-    return new TierError(
-      'CAPACITY',
-      `object '${key}' of ${size} bytes exceeds maxBytes ${this.#o.maxBytes}`,
-      {
-        key,
-        tier: this.name,
-        retryable: false,
-        details: { size, maxBytes: this.#o.maxBytes },
-      },
-    );
   }
 
   #error(err: unknown, key: string | undefined, op: string): TierError {
@@ -1507,9 +1402,6 @@ export function createFsTier(options: FsTierOptions): FsTier {
 export function fsTierFromUrl(url: string | URL, extra: Partial<FsTierOptions> = {}): FsTier {
   return new FsTier({ ...optionsFromUrl(url), ...extra });
 }
-
-/** errnos of a filesystem out of space (or quota). */
-const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
 
 function isNoSpace(err: unknown): boolean {
   const e = (isTierError(err) ? err.cause : err) as NodeJS.ErrnoException | undefined;
