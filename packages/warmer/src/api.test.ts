@@ -1,6 +1,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { createStack, MemoryTier } from '@tierkit/tier-core';
 import { createFsTier } from '@tierkit/tier-fs';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -86,12 +87,48 @@ describe('warm, verify, purge, bake (API)', () => {
     await stack.close();
   });
 
+  it('after a resumed fill, counts the bytes fetched from the origin, not the object sizes', async () => {
+    const block = 65536;
+    const size = 20 * block + 123;
+    for (const instrumented of [false, true]) {
+      const o = new MemoryTier({ name: 'origin' });
+      await o.write(
+        'big.bin',
+        new Uint8Array(size).map((_, i) => i % 253),
+      );
+      await o.write('small.bin', new Uint8Array(1000).fill(3));
+      const metrics = new TierkitMetrics();
+      const origin = instrumented ? metrics.instrument(o) : o;
+      const stack = createStack([createFsTier({ root: await temp(), fsync: false }), origin], {
+        blockSize: block,
+      });
+      // A reader already took the first five blocks: the cache holds a partial copy.
+      await stack.read('big.bin', { range: { offset: 0, length: 5 * block } });
+      const s = await warm(stack, { keys: ['big.bin', 'small.bin'] });
+      expect(s).toMatchObject({ ok: true, fetched: 2, bytesTotal: size + 1000 });
+      expect(s.bytesFetched, `instrumented: ${instrumented}`).toBe(size - 5 * block + 1000);
+      const again = await warm(stack, { keys: ['big.bin', 'small.bin'] });
+      expect(again).toMatchObject({ fresh: 2, bytesFetched: 0 });
+      await stack.close();
+    }
+  });
+
   it('bakes a warm tier-fs root with checksums and pins; purges on a schedule', async () => {
     const target = join(await temp(), 'image', 'models');
     const o = await origin();
     const s = await bake(o, { prefixes: ['m/'] }, target, { pin: true });
     expect(s).toMatchObject({ fetched: 6, pinned: 6, ok: true });
-    expect(JSON.parse(await readFile(join(target, '.tierkit', 'baked.json'), 'utf8')).objects).toBe(6);
+    const baked = JSON.parse(await readFile(join(target, '.tierkit', 'baked.json'), 'utf8'));
+    expect(baked).toMatchObject({ objects: 6, origin: 'origin' });
+    // A directory origin is recorded by its URL.
+    const dirOrigin = createFsTier({ root: join(target, '..', '..', 'share'), name: 'share' });
+    await dirOrigin.write('x/a.bin', new Uint8Array([1, 2]));
+    const target2 = join(target, '..', 'from-dir');
+    expect(await bake(dirOrigin, { prefixes: ['x/'] }, target2)).toMatchObject({ fetched: 1 });
+    expect(JSON.parse(await readFile(join(target2, '.tierkit', 'baked.json'), 'utf8')).origin).toBe(
+      pathToFileURL(dirOrigin.root).href,
+    );
+    await dirOrigin.close();
     const cache = createFsTier({ root: target });
     const v = await verify(cache, { origin: o });
     expect(v).toMatchObject({ ok: 6 });

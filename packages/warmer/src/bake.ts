@@ -4,6 +4,7 @@
  */
 import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { createStack, type Tier } from '@tierkit/tier-core';
 import { createFsTier } from '@tierkit/tier-fs';
 import type { Manifest } from './manifest.js';
@@ -14,6 +15,11 @@ export interface BakeOptions extends WarmOptions {
   readonly pin?: boolean;
   /** Block size of fills (default the stack's, 8 MiB). */
   readonly blockSize?: number;
+  /**
+   * The origin's URL, recorded in `.tierkit/baked.json` (default: worked out
+   * from a directory or S3 origin, else its tier name).
+   */
+  readonly originUrl?: string;
 }
 
 export interface BakeSummary extends WarmSummary {
@@ -65,7 +71,7 @@ export async function bake(
     `${JSON.stringify(
       {
         bakedAt: new Date().toISOString(),
-        origin: origin.name,
+        origin: options.originUrl ?? originUrlOf(origin),
         objects: summary.items.filter((i) => i.status !== 'failed').length,
         bytes: summary.bytesTotal,
         pinned,
@@ -75,4 +81,12 @@ export async function bake(
     )}\n`,
   );
   return { ...summary, target: cache.root, pinned };
+}
+
+/** A directory or S3 origin's URL (tiers do not carry one); other tiers are named. */
+function originUrlOf(origin: Tier): string {
+  const t = origin as Partial<{ root: string; config: { bucket?: string; prefix?: string } }>;
+  if (typeof t.root === 'string') return pathToFileURL(t.root).href;
+  if (typeof t.config?.bucket === 'string') return `s3://${t.config.bucket}/${t.config.prefix ?? ''}`;
+  return origin.name;
 }

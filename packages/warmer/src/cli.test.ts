@@ -2,104 +2,20 @@
  * The `tierkit` CLI driven as a user would: a spawned process, real
  * directories, a real S3 server (s3rver on 127.0.0.1).
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { createS3Tier, type S3Tier } from '@tierkit/tier-s3';
 import { type LocalS3, localS3ClientConfig, startLocalS3 } from '@tierkit/tier-s3/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bytes, cachedFiles, MiB, sha, tierkit } from './cli-harness.js';
 
-const PKG = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = join(PKG, 'dist', 'cli.js');
-const MiB = 1024 * 1024;
 const DAY = 86_400_000;
-
 let s3: LocalS3;
 let bucket: S3Tier;
 let work: string;
 let originUrl: string;
-
-/** Builds the CLI when dist is missing or older than the sources (npm test -w runs without turbo). */
-async function ensureBuilt(): Promise<void> {
-  const newest = async (dir: string): Promise<number> => {
-    let t = 0;
-    for (const e of await readdir(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      t = Math.max(t, e.isDirectory() ? await newest(p) : (await stat(p)).mtimeMs);
-    }
-    return t;
-  };
-  const built = await stat(CLI).then(
-    (s) => s.mtimeMs,
-    () => 0,
-  );
-  if (built >= (await newest(join(PKG, 'src')))) return;
-  const r = spawnSync('npm', ['run', 'build'], { cwd: PKG, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`build failed: ${r.stdout}${r.stderr}`);
-}
-
-function bytes(n: number, seed: number): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = seed * 2654435761;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
-
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function tierkit(
-  args: string[],
-  env: Record<string, string> = {},
-  opts: { uid?: number } = {},
-): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        AWS_ACCESS_KEY_ID: 'S3RVER',
-        AWS_SECRET_ACCESS_KEY: 'S3RVER',
-        AWS_REGION: 'us-east-1',
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}),
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-/** Objects under the cache root (not tierkit's bookkeeping). */
-async function cachedFiles(root: string, rel = ''): Promise<string[]> {
-  const out: string[] = [];
-  for (const d of await readdir(join(root, rel), { withFileTypes: true }).catch(() => [])) {
-    const r = rel ? `${rel}/${d.name}` : d.name;
-    if (r === '.tierkit') continue;
-    if (d.isDirectory()) out.push(...(await cachedFiles(root, r)));
-    else out.push(r);
-  }
-  return out.sort();
-}
 
 const objects: Record<string, Uint8Array> = {
   'llama/config.json': new TextEncoder().encode('{"model_type":"llama"}'),
@@ -109,7 +25,6 @@ const objects: Record<string, Uint8Array> = {
 };
 
 beforeAll(async () => {
-  await ensureBuilt();
   work = await mkdtemp(join(tmpdir(), 'tierkit-warmer-'));
   await chmod(work, 0o755);
   s3 = await startLocalS3({ buckets: ['models'] });
@@ -389,5 +304,144 @@ describe('bad input', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/permission denied .*give this process read and write access/);
     expect(await readdir(cache)).toEqual([]);
+  });
+});
+
+describe('pin and unpin prefixes, the MLIS disable switch, in-place edits', () => {
+  it('pins and unpins a prefix or glob: what is cached, and with --origin what is not yet', async () => {
+    const cache = join(work, 'pin-prefix');
+    expect((await tierkit(['warm', '--cache', cache, '--origin', originUrl, 'llama/*.json'])).code).toBe(0);
+    const pin = await tierkit(['pin', '--cache', cache, 'llama/', '--json']);
+    expect(pin.code, pin.stderr).toBe(0);
+    expect(JSON.parse(pin.stdout).entries.map((e: { key: string }) => e.key)).toEqual([
+      'llama/config.json',
+      'llama/tokenizer.json',
+    ]);
+    const pinnedKeys = async () =>
+      JSON.parse((await tierkit(['ls', '--cache', cache, '--json'])).stdout)
+        .entries.filter((e: { pinned: boolean }) => e.pinned)
+        .map((e: { key: string }) => e.key);
+    expect(await pinnedKeys()).toEqual(['llama/config.json', 'llama/tokenizer.json']);
+    // With the origin, objects not cached yet are pinned too, and stay pinned once warmed.
+    const all = await tierkit(['pin', '--cache', cache, '--origin', originUrl, 'llama/*.safetensors']);
+    expect(all.code, all.stderr).toBe(0);
+    expect(all.stdout).toMatch(/pinned +llama\/model-00001\.safetensors +\(not cached yet\)/);
+    expect((await tierkit(['warm', '--cache', cache, '--origin', originUrl, 'llama/'])).code).toBe(0);
+    expect(await pinnedKeys()).toEqual(Object.keys(objects).sort());
+    const unpin = await tierkit(['unpin', '--cache', cache, 'llama/']);
+    expect(unpin.code, unpin.stderr).toBe(0);
+    expect(await pinnedKeys()).toEqual([]);
+    // A prefix that matches nothing says so (exit 1); a bad key is a usage error.
+    const none = await tierkit(['pin', '--cache', cache, 'mistral/']);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/nothing cached matches 'mistral\/' \(give --origin/);
+    expect((await tierkit(['pin', '--cache', cache, 'a//b'])).code).toBe(2);
+  });
+
+  it('AIOLI_DISABLE_MODEL_CACHE=true disables the cache like TIERKIT_DISABLE_CACHE', async () => {
+    const cache = join(work, 'aioli');
+    const off = await tierkit(['warm', '--cache', cache, '--origin', originUrl, 'llama/config.json'], {
+      AIOLI_DISABLE_MODEL_CACHE: 'true',
+    });
+    expect(off.code, off.stderr).toBe(0);
+    expect(off.stderr).toMatch(/cache disabled/);
+    expect(await cachedFiles(cache)).toEqual([]);
+    // TIERKIT_DISABLE_CACHE, when set, wins.
+    const on = await tierkit(['warm', '--cache', cache, '--origin', originUrl, 'llama/config.json'], {
+      AIOLI_DISABLE_MODEL_CACHE: 'true',
+      TIERKIT_DISABLE_CACHE: '0',
+    });
+    expect(on.code, on.stderr).toBe(0);
+    expect(await cachedFiles(cache)).toEqual(['llama/config.json']);
+    const bad = await tierkit(['ls', '--cache', cache], { AIOLI_DISABLE_MODEL_CACHE: 'perhaps' });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/AIOLI_DISABLE_MODEL_CACHE: expected 1\/0, true\/false/);
+  });
+
+  it('verify and warm say that a file edited in place changed', async () => {
+    const cache = join(work, 'edited');
+    expect((await tierkit(['warm', '--cache', cache, '--origin', originUrl, 'llama/config.json'])).code).toBe(
+      0,
+    );
+    await writeFile(join(cache, 'llama/config.json'), '{"model_type":"mistral"}');
+    const v = await tierkit(['verify', '--cache', cache, '--origin', originUrl]);
+    expect(v.code).toBe(1);
+    expect(v.stderr).toMatch(/modified +llama\/config\.json +changed: the file was edited in place/);
+    expect(v.stderr).not.toMatch(/does not record/);
+    const w = await tierkit(['warm', '--cache', cache, '--origin', originUrl, 'llama/config.json']);
+    expect(w.stdout).toMatch(/refetched +llama\/config\.json .*\(the cached file was edited in place\)/);
+  });
+});
+
+describe('a directory origin', () => {
+  it('on a read-only bind mount: warm, ls --check and cat work, and nothing is written into it', async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('needs root to make a read-only bind mount');
+    const share = join(work, 'share-src');
+    const mnt = join(work, 'share-ro');
+    for (const [k, v] of Object.entries(objects)) {
+      await mkdir(join(share, k, '..'), { recursive: true });
+      await writeFile(join(share, k), v);
+    }
+    await mkdir(mnt, { recursive: true });
+    const bind = spawnSync('mount', ['--bind', share, mnt], { encoding: 'utf8' });
+    if (bind.status !== 0) return t.skip(`the kernel refused a bind mount here: ${bind.stderr.trim()}`);
+    try {
+      const ro = spawnSync('mount', ['-o', 'remount,bind,ro', mnt], { encoding: 'utf8' });
+      expect(ro.status, ro.stderr).toBe(0);
+      const cache = join(work, 'from-ro');
+      const w = await tierkit(['warm', '--cache', cache, '--origin', mnt, 'llama/', '--json']);
+      expect(w.code, w.stderr).toBe(0);
+      expect(JSON.parse(w.stdout)).toMatchObject({ fetched: 4, failed: 0 });
+      for (const [k, v] of Object.entries(objects)) expect(sha(await readFile(join(cache, k)))).toBe(sha(v));
+      const ls = await tierkit(['ls', '--cache', cache, '--origin', mnt, '--check', '--json']);
+      expect(ls.code, ls.stderr).toBe(0);
+      expect(JSON.parse(ls.stdout).entries.every((e: { state: string }) => e.state === 'fresh')).toBe(true);
+      const cat = await tierkit([
+        'cat',
+        '--cache',
+        join(work, 'from-ro-2'),
+        '--origin',
+        mnt,
+        'llama/config.json',
+      ]);
+      expect(cat.code, cat.stderr).toBe(0);
+      expect(cat.stdoutBytes.equals(Buffer.from(objects['llama/config.json']!))).toBe(true);
+      // Nothing was written into the share: the source directory holds exactly the objects.
+      expect((await readdir(share)).sort()).toEqual(['llama']);
+      expect(await cachedFiles(share)).toEqual(Object.keys(objects).sort());
+    } finally {
+      spawnSync('umount', [mnt]);
+    }
+  });
+
+  it('an unreadable or missing origin names the real cause, not S3', async (t) => {
+    const missing = await tierkit([
+      'warm',
+      '--cache',
+      join(work, 'c-missing'),
+      '--origin',
+      join(work, 'nope'),
+      'm/',
+    ]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/does not exist .*is the share mounted/);
+    expect(missing.stderr).not.toMatch(/AWS|endpoint|bucket/);
+    if (process.getuid?.() !== 0) return t.skip('needs root to run the CLI as another user');
+    const locked = join(work, 'locked-share');
+    await mkdir(join(locked, 'm'), { recursive: true });
+    await writeFile(join(locked, 'm', 'a.bin'), 'x');
+    await chmod(locked, 0o700);
+    const cache = join(work, 'c-locked');
+    await mkdir(cache, { mode: 0o777 });
+    await chmod(cache, 0o777);
+    const r = await tierkit(
+      ['warm', '--cache', cache, '--origin', locked, 'm/'],
+      { HOME: '/nonexistent' },
+      { uid: 65534 },
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/permission denied/i);
+    expect(r.stderr).toMatch(new RegExp(locked));
+    expect(r.stderr).not.toMatch(/AWS|endpoint|bucket/);
   });
 });

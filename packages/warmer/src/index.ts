@@ -3,10 +3,15 @@ export {
   type BuiltStack,
   cacheFromConfig,
   configFromEnv,
+  describeOrigin,
+  ENV_ALIASES,
   ENV_VARS,
   loadConfigFile,
   mergeConfig,
   originFromConfig,
+  type PlannedTier,
+  planTiers,
+  type StackFromConfigOptions,
   stackFromConfig,
   type TierkitConfig,
 } from './config.js';
@@ -23,6 +28,7 @@ export {
   resolveManifest,
 } from './manifest.js';
 export { InstrumentedTier, READ_LATENCY_BUCKETS, TierkitMetrics } from './metrics.js';
+export { OfflineServing, OriginOutage, type UnvalidatedNotice } from './offline.js';
 export {
   type PurgeOptions,
   type PurgeResult,
@@ -31,7 +37,15 @@ export {
   type SchedulePurgeOptions,
   schedulePurge,
 } from './purge.js';
-export { type ItemError, isOperatorCache, type OperatorCache } from './util.js';
+export {
+  type BuildTierOptions,
+  buildTier,
+  parseTierEntry,
+  type TierEntry,
+  type TierScheme,
+  type TierSpec,
+} from './tiers.js';
+export { formatBytes, type ItemError, isOperatorCache, type OperatorCache } from './util.js';
 export {
   BAD_STATUSES,
   type VerifyItem,
@@ -41,6 +55,7 @@ export {
   verify,
 } from './verify.js';
 export {
+  type RefetchReason,
   type WarmItemResult,
   type WarmOptions,
   type WarmProgress,

@@ -69,16 +69,27 @@ export function asChecksumCache(
   };
 }
 
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
+/**
+ * `512 B`, `1.5 KiB`, `45 B` (a rate: whole bytes), `12.0 GiB`: at most one
+ * decimal, whatever the input (rates and averages are fractions).
+ */
 export function formatBytes(n: number): string {
-  let v = n;
+  if (!Number.isFinite(n)) return '-';
+  let v = Math.abs(n);
   let i = 0;
   while (v >= 1024 && i < UNITS.length - 1) {
     v /= 1024;
     i++;
   }
-  return i === 0 ? `${v} B` : `${v.toFixed(1)} ${UNITS[i]}`;
+  // Rounding can carry into the next unit: 1023.96 KiB prints as 1.0 MiB, not 1024.0 KiB.
+  if (i > 0 && Number(v.toFixed(1)) >= 1024 && i < UNITS.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  const sign = n < 0 ? '-' : '';
+  return i === 0 ? `${sign}${Math.round(v)} B` : `${sign}${v.toFixed(1)} ${UNITS[i]}`;
 }
 
 /** `1h02m`, `3m05s`, `12s`. */

@@ -93,14 +93,7 @@ async function verifyOne(cache: OperatorCache, key: string, options: VerifyOptio
   const info = await cache.entryInfo(key, { signal });
   if (!info) return { key, size: 0, status: 'gone', detail: 'not in the cache' };
   const size = info.size;
-  if (info.metadata === 'stale') {
-    return {
-      key,
-      size,
-      status: 'modified',
-      detail: 'the file was changed outside tierkit after it was cached',
-    };
-  }
+  if (info.metadata === 'stale') return modified(key, size);
   if (options.origin) {
     let o: ObjectMeta | undefined;
     try {
@@ -146,4 +139,13 @@ async function verifyOne(cache: OperatorCache, key: string, options: VerifyOptio
     return { key, size, status: 'ok', detail: 'no checksum was stored: sealed now' };
   }
   return { key, size, status: 'unchecked', detail: 'no stored checksum (warm or verify --seal records one)' };
+}
+
+function modified(key: string, size: number): VerifyItem {
+  return {
+    key,
+    size,
+    status: 'modified',
+    detail: 'changed: the file was edited in place after it was cached (its bytes or timestamps differ)',
+  };
 }

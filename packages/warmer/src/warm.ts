@@ -3,6 +3,7 @@
  * a stack, fetching only what is missing or changed at the origin.
  */
 import {
+  isBlockCache,
   isTierError,
   matchesSource,
   type ObjectMeta,
@@ -11,8 +12,8 @@ import {
   TierError,
   throwIfAborted,
 } from '@tierkit/tier-core';
-import { type Manifest, resolveManifest } from './manifest.js';
-import { asChecksumCache, errorInfo, type ItemError } from './util.js';
+import { globToRegExp, type Manifest, resolveManifest } from './manifest.js';
+import { asChecksumCache, errorInfo, type ItemError, isOperatorCache } from './util.js';
 
 export interface WarmOptions {
   /** Objects fetched at once (default 4). */
@@ -32,6 +33,12 @@ export interface WarmOptions {
   readonly dryRun?: boolean;
   /** Told of each object when it is done. */
   readonly onItem?: (item: WarmItemResult) => void;
+  /**
+   * When the origin cannot be reached, keep what the cache holds instead of
+   * failing: each named object already cached is reported `unvalidated` (kept,
+   * not checked against the origin), each one not cached fails. Default false.
+   */
+  readonly staleIfError?: boolean;
 }
 
 export interface WarmProgress {
@@ -58,16 +65,25 @@ export interface WarmProgress {
  * - `fresh`: present and still matching the origin's size and ETag — skipped;
  * - `fetched`: was not cached; `refetched`: was cached but changed at the origin
  *   (or of unknown provenance) and was fetched again;
+ * - `unvalidated`: cached, kept as it is: the origin could not be reached to
+ *   check it (`staleIfError`);
  * - `failed`: see `error`; `planned`: a dry run would fetch it.
  */
-export type WarmStatus = 'fresh' | 'fetched' | 'refetched' | 'failed' | 'planned';
+export type WarmStatus = 'fresh' | 'fetched' | 'refetched' | 'unvalidated' | 'failed' | 'planned';
+
+/**
+ * Why a cached copy is fetched again: `changed` at the origin, `modified` (the
+ * file was edited in place after it was cached), or `unknown-source` (no record
+ * of which origin version it is).
+ */
+export type RefetchReason = 'changed' | 'modified' | 'unknown-source';
 
 export interface WarmItemResult {
   readonly key: string;
   readonly size: number;
   readonly status: WarmStatus;
   /** Why a cached copy was fetched again. */
-  readonly reason?: 'changed' | 'unknown-source';
+  readonly reason?: RefetchReason;
   readonly error?: ItemError;
   readonly sha256?: string;
 }
@@ -79,13 +95,19 @@ export interface WarmSummary {
   readonly fresh: number;
   readonly fetched: number;
   readonly refetched: number;
+  readonly unvalidated: number;
   readonly failed: number;
-  /** Bytes of the objects fetched (including refetched). */
+  /**
+   * Bytes actually fetched from the origin: a fill resumed from a partial copy
+   * counts only the blocks it still had to fetch.
+   */
   readonly bytesFetched: number;
   /** Bytes of every object the manifest names. */
   readonly bytesTotal: number;
   readonly elapsedMs: number;
   readonly aborted: boolean;
+  /** Why the origin could not be used, when the run kept unvalidated copies (`staleIfError`). */
+  readonly originError?: ItemError;
   /** True when nothing failed and nothing was missing. */
   readonly ok: boolean;
 }
@@ -135,16 +157,25 @@ export async function warm(
   const cache = tiers[0]!;
   const origin = tiers[tiers.length - 1]!;
   throwIfAborted(signal);
-  const { items, missing } = await resolveManifest(origin, manifest, { signal });
+  let resolved: { items: ObjectMeta[]; missing: string[] };
+  let originError: ItemError | undefined;
+  try {
+    resolved = await resolveManifest(origin, manifest, { signal });
+  } catch (err) {
+    if (!options.staleIfError || !unreachable(err)) throw err;
+    originError = errorInfo(err);
+    resolved = await resolveOffline(cache, manifest, signal);
+  }
+  const { items, missing } = resolved;
 
   const results = new Map<string, WarmItemResult>();
-  const toFetch: { meta: ObjectMeta; reason?: 'changed' | 'unknown-source' }[] = [];
+  const toFetch: { meta: ObjectMeta; reason?: RefetchReason }[] = [];
   const sealer = options.checksum === false ? undefined : asChecksumCache(cache);
   const record = (r: WarmItemResult) => {
     results.set(r.key, r);
     options.onItem?.(r);
   };
-  for (const meta of items) {
+  for (const meta of originError ? [] : items) {
     throwIfAborted(signal);
     let cached: ObjectMeta | undefined;
     try {
@@ -159,13 +190,18 @@ export async function warm(
       if (sealer && !options.dryRun) sha256 = await sealer.seal(meta.key, signal).catch(() => undefined);
       record({ key: meta.key, size: meta.size, status: 'fresh', ...(sha256 ? { sha256 } : {}) });
     } else {
-      toFetch.push({ meta, ...(cached ? { reason: cached.source ? 'changed' : 'unknown-source' } : {}) });
+      toFetch.push({ meta, ...(cached ? { reason: await whyRefetch(cache, cached, signal) } : {}) });
     }
+  }
+
+  if (originError) {
+    for (const meta of items) record({ key: meta.key, size: meta.size, status: 'unvalidated' });
   }
 
   const bytesTotal = toFetch.reduce((n, f) => n + f.meta.size, 0);
   const counter = counterOf(origin);
   const counterStart = counter?.bytesRead ?? 0;
+  const blockBytesStart = stack.stats().blockBytesFetched;
   const active = new Set<string>();
   let filesDone = 0;
   let filesFailed = 0;
@@ -255,21 +291,69 @@ export async function warm(
   );
   const count = (s: WarmStatus) => list.filter((r) => r.status === s).length;
   const failed = count('failed');
+  // What came over the wire: the origin's own byte count where it keeps one, else
+  // the stack's block fills (a resumed fill counts only the blocks it fetched),
+  // else (a cache that holds only whole objects) the sizes of the objects fetched.
+  const blockBytes = stack.stats().blockBytesFetched - blockBytesStart;
+  const fetchedSizes = list
+    .filter((r) => r.status === 'fetched' || r.status === 'refetched')
+    .reduce((n, r) => n + r.size, 0);
+  const bytesFetched = counter
+    ? counter.bytesRead - counterStart
+    : tiers.slice(0, -1).some(isBlockCache)
+      ? blockBytes
+      : fetchedSizes;
   return {
     items: list,
     missing,
     fresh: count('fresh'),
     fetched: count('fetched'),
     refetched: count('refetched'),
+    unvalidated: count('unvalidated'),
     failed,
-    bytesFetched: list
-      .filter((r) => r.status === 'fetched' || r.status === 'refetched')
-      .reduce((n, r) => n + r.size, 0),
+    bytesFetched,
     bytesTotal: items.reduce((n, m) => n + m.size, 0),
     elapsedMs: Date.now() - started,
     aborted,
+    ...(originError ? { originError } : {}),
     ok: failed === 0 && missing.length === 0 && !aborted,
   };
+}
+
+async function whyRefetch(
+  cache: Tier,
+  cached: ObjectMeta,
+  signal: AbortSignal | undefined,
+): Promise<RefetchReason> {
+  if (cached.source) return 'changed';
+  if (isOperatorCache(cache)) {
+    const info = await cache.entryInfo(cached.key, { signal }).catch(() => undefined);
+    if (info?.metadata === 'stale') return 'modified';
+  }
+  return 'unknown-source';
+}
+
+/** The origin could not be reached or used (not a bad request, an abort or a missing key). */
+function unreachable(err: unknown): boolean {
+  return isTierError(err, 'UNAVAILABLE') || isTierError(err, 'IO');
+}
+
+/**
+ * The manifest resolved against the cache, for a run with the origin down:
+ * what is cached is kept; keys not cached, and prefixes and globs under which
+ * nothing is cached, are missing.
+ */
+async function resolveOffline(
+  cache: Tier,
+  manifest: Manifest,
+  signal: AbortSignal | undefined,
+): Promise<{ items: ObjectMeta[]; missing: string[] }> {
+  const { items, missing } = await resolveManifest(cache, manifest, { signal });
+  const matched = (p: string, glob: boolean) =>
+    items.some((m) => (glob ? globToRegExp(p).test(m.key) : m.key.startsWith(p)));
+  for (const p of manifest.prefixes ?? []) if (!matched(p, false)) missing.push(p);
+  for (const g of manifest.globs ?? []) if (!matched(g, true)) missing.push(g);
+  return { items, missing };
 }
 
 /** Fills one object and checks that the cache kept it (a fill that did not fit is only a warning in a stack). */
