@@ -53,7 +53,8 @@ import {
   resolveOptions,
 } from './options.js';
 import { cleanPartialLeftovers, FsPartial, type PartialHost } from './partial.js';
-import { fsyncDir, HOST_SAFE, isPidAlive, isReservedKey, keyHash, META_DIR, RootPaths } from './paths.js';
+import { isOurTag, OWNER_TAG } from './owner.js';
+import { fsyncDir, isPidAlive, isReservedKey, keyHash, META_DIR, RootPaths } from './paths.js';
 import { etagOf, type FsChecksum, identity, type Sidecar, sidecarMatch } from './sidecar.js';
 import { type WalkedFile, walkFiles } from './walk.js';
 
@@ -1019,7 +1020,8 @@ export class FsTier implements Tier {
       const m = /^[a-z]-(\d+)-[0-9a-f]+-\d+.*@(.+)$/.exec(name);
       const path = `${dir}${sep}${name}`;
       let remove = false;
-      if (m && m[2] === HOST_SAFE && Number(m[1]) !== process.pid) remove = !isPidAlive(Number(m[1]));
+      // A pid is asked of the kernel only for our own kernel and PID namespace (see owner.ts).
+      if (m && isOurTag(m[2]!) && Number(m[1]) !== process.pid) remove = !isPidAlive(Number(m[1]));
       if (!remove) {
         const st = await fsp.lstat(path).catch(() => undefined);
         remove = st !== undefined && now - st.mtimeMs > this.#o.staleTempMs;
@@ -1077,7 +1079,7 @@ export class FsTier implements Tier {
   }
 
   #tmpPath(kind: string): string {
-    return this.#paths.meta('tmp', `${kind}-${process.pid}-${this.#instance}-${++tmpSeq}@${HOST_SAFE}`);
+    return this.#paths.meta('tmp', `${kind}-${process.pid}-${this.#instance}-${++tmpSeq}@${OWNER_TAG}`);
   }
 
   #sidecarPath(key: string): string {

@@ -13,7 +13,8 @@
  */
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { HOST_SAFE, isPidAlive } from './paths.js';
+import { isOurTag, OWNER_TAG } from './owner.js';
+import { isPidAlive } from './paths.js';
 
 const SNAPSHOT = 'snapshot.tsv';
 const JOURNAL = /^(\d+)-([0-9a-f]+)@(.+)\.log$/;
@@ -31,7 +32,7 @@ export class UseJournal {
   constructor(dir: string, tmpDir: string, instance: string) {
     this.#dir = dir;
     this.#tmpDir = tmpDir;
-    this.#file = join(dir, `${process.pid}-${instance}@${HOST_SAFE}.log`);
+    this.#file = join(dir, `${process.pid}-${instance}@${OWNER_TAG}.log`);
   }
 
   record(key: string, ms: number): void {
@@ -116,7 +117,7 @@ export class UseJournal {
       if (!m) continue;
       const path = join(this.#dir, name);
       const pid = Number(m[1]);
-      let gone = m[3] === HOST_SAFE && pid !== process.pid && !isPidAlive(pid);
+      let gone = isOurTag(m[3]!) && pid !== process.pid && !isPidAlive(pid);
       if (!gone) {
         const st = await fsp.stat(path).catch(() => undefined);
         gone = st !== undefined && now - st.mtimeMs > FOREIGN_JOURNAL_MS;
@@ -128,7 +129,7 @@ export class UseJournal {
 
 /** Never leaves its temp file behind, whether the write or the rename fails. */
 async function replaceFile(tmpDir: string, path: string, text: string): Promise<void> {
-  const tmp = join(tmpDir, `u-${process.pid}-${Math.random().toString(36).slice(2)}@${HOST_SAFE}`);
+  const tmp = join(tmpDir, `u-${process.pid}-${Math.random().toString(36).slice(2)}@${OWNER_TAG}`);
   try {
     await fsp.writeFile(tmp, text);
     await fsp.rename(tmp, path);

@@ -1,45 +1,39 @@
 /**
- * Cross-process locks as files with a lease, safe on NFS (no flock, which many
- * NFS servers ignore silently).
+ * Cross-process, cross-node locks as files with a lease, safe on NFS (no
+ * flock, which many NFS servers ignore silently).
  *
- * - Acquire: write the lock's content to a temp file, then link() it to the lock
- *   name. link fails with EEXIST when the lock is held, atomically, on NFS too.
- * - A lock is stale when its lease expired (mtime + leaseMs; the holder touches
- *   it every leaseMs/3) or when its holder is on this host and its pid is dead.
- * - Takeover: rename the stale lock to a private name, then read it back. Only
- *   one contender's rename can succeed for a given lock file; if what was moved
- *   is not the stale content that was judged (someone re-took the lock in
- *   between), it is linked back. A holder that finds its token gone on refresh
- *   knows it lost the lock and aborts its `signal`.
+ * - Acquire: write the lock's content to a temp file, then link() it to the
+ *   lock name. link fails with EEXIST when the lock is held, atomically, on
+ *   NFS too.
+ * - Liveness: the holder rewrites the content every quarter lease (lease.ts).
+ *   A contender re-reads it (a fresh open: NFS close-to-open gives the
+ *   server's copy) and judges it stale when it has not changed for a whole
+ *   lease by the contender's own clock — no clock of another machine, no file
+ *   time, and no pid or hostname, is trusted. The one shortcut: a holder in
+ *   our own kernel and PID namespace whose pid is gone is dead now (owner.ts).
+ * - Takeover: a contender that judged content R stale hard-links the lock to
+ *   a name derived from R (`<lock>.t0-<digest>`). Only one contender can make
+ *   that link; the winner reads it back, and if it still holds R (the holder
+ *   did not beat meanwhile) renames its own lock over the lock name. The name
+ *   is never free between the two holders, so a third process cannot slip in,
+ *   and a contender whose judgment is out of date finds the link or the
+ *   content taken and backs off. A winner that dies between its link and its
+ *   rename leaves the link; one lease later the next level (`.t1-…`) is tried.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { abortError, TierError, throwIfAborted } from '@tierkit/tier-core';
-import { HOST, HOST_SAFE, isPidAlive } from './paths.js';
+import { encodeContent, type FsLock, HeldLock, leaseOf, lockContent, parseContent } from './lease.js';
+import { OWNER_TAG, type Owner, provablyDead, SELF } from './owner.js';
+
+export type { FsLock } from './lease.js';
 
 export interface LockOptions {
   readonly signal?: AbortSignal;
   /** Give up with UNAVAILABLE (retryable) after this long (default: wait as long as it takes). */
   readonly timeoutMs?: number;
-}
-
-/** A held lock. `signal` aborts if the lock is lost (taken over after the lease lapsed). */
-export interface FsLock {
-  readonly name: string;
-  readonly token: string;
-  readonly signal: AbortSignal;
-  /** Whether the previous holder's lock was taken over (it died or its lease lapsed). */
-  readonly tookOver: boolean;
-  release(): Promise<void>;
-}
-
-interface LockContent {
-  readonly pid: number;
-  readonly host: string;
-  readonly token: string;
-  readonly leaseMs: number;
-  readonly since: number;
 }
 
 export interface LockConfig {
@@ -49,42 +43,52 @@ export interface LockConfig {
   readonly pollMs: number;
   readonly instance: string;
   readonly tier: string;
+  /** Whom the locks taken here name as holder (default: this process; tests stand in for other nodes). */
+  readonly owner?: Owner;
 }
+
+/** Takeover levels tried for one stale content before giving up this attempt. */
+const LEVELS = 4;
 
 let seq = 0;
 
+type Judgment = { state: 'gone' } | { state: 'ours' } | { state: 'live' } | { state: 'stale'; raw: string };
+
 export class LockFiles {
-  constructor(private readonly cfg: LockConfig) {}
+  readonly #owner: Owner;
+  /** Lock or takeover-link path → the content first seen there and when (performance.now()). */
+  readonly #seen = new Map<string, { raw: string; at: number }>();
+
+  constructor(private readonly cfg: LockConfig) {
+    this.#owner = cfg.owner ?? SELF;
+  }
 
   path(name: string): string {
     return join(this.cfg.dir, `${name}.lock`);
   }
 
-  /** One attempt; undefined when someone else holds a live lock. */
+  /**
+   * One attempt; undefined when someone else holds a live lock. A holder on
+   * another node is only found dead by watching its lease: repeated attempts
+   * (as `acquire` and block claims make) take it over once it lapsed.
+   */
   async tryAcquire(name: string): Promise<FsLock | undefined> {
     return (await this.#attempt(name, false)).lock;
   }
 
   /**
    * One attempt. `sawDead`: this caller already saw the previous holder dead in
-   * an earlier attempt (and lost the race for the freed name), so the lock it
-   * gets now is still one taken over: the news must not be lost with the race.
+   * an earlier attempt (and lost the race for it), so the lock it gets now is
+   * still one taken over: the news must not be lost with the race.
    */
   async #attempt(name: string, sawDead: boolean): Promise<{ lock?: FsLock; sawDead: boolean }> {
     const lockPath = this.path(name);
     let tookOver = sawDead;
-    // A few rounds: a takeover frees the name, but another contender may win it.
-    for (let round = 0; round < 4; round++) {
-      const token = `${process.pid}-${this.cfg.instance}-${(++seq).toString(36)}-${randomBytes(4).toString('hex')}`;
-      const content: LockContent = {
-        pid: process.pid,
-        host: HOST,
-        token,
-        leaseMs: this.cfg.leaseMs,
-        since: Date.now(),
-      };
-      const tmp = join(this.cfg.tmpDir, `l-${process.pid}-${this.cfg.instance}-${seq}@${HOST_SAFE}`);
-      await fsp.writeFile(tmp, JSON.stringify(content), { flag: 'wx' });
+    // A few rounds: a lock released between our link and our look is tried again at once.
+    for (let round = 0; round < 3; round++) {
+      const content = this.#content();
+      const tmp = await this.#writeTemp(encodeContent(content));
+      const startedAt = performance.now();
       let linked = false;
       try {
         await fsp.link(tmp, lockPath);
@@ -94,13 +98,25 @@ export class LockFiles {
       } finally {
         await fsp.unlink(tmp).catch(() => {});
       }
-      if (linked) return { lock: new HeldLock(name, lockPath, token, this.cfg, tookOver), sawDead: tookOver };
-      const taken = await this.#takeOverIfStale(lockPath);
-      if (taken === false) return { sawDead: tookOver };
-      // We saw the holder dead (and removed its lock, or saw another contender do it): whoever
-      // of us then gets the lock must know the previous holder died (the capacity count is
-      // recounted after one). A lock that vanished before we could judge it is no news.
-      if (taken !== 'gone') tookOver = true;
+      if (linked) {
+        this.#seen.delete(lockPath);
+        return { lock: this.#held(name, lockPath, content, tookOver, startedAt), sawDead: tookOver };
+      }
+      const judged = await this.#judge(lockPath, content.token);
+      if (judged.state === 'ours') {
+        // Our link did succeed: over NFSv3 a retransmitted LINK whose first reply was lost says EEXIST.
+        this.#seen.delete(lockPath);
+        return { lock: this.#held(name, lockPath, content, tookOver, startedAt), sawDead: tookOver };
+      }
+      if (judged.state === 'gone') continue;
+      if (judged.state === 'live') return { sawDead: tookOver };
+      // We saw the holder dead: whoever of us then gets the lock must know it (the
+      // capacity count is recounted after one), even if another contender wins this race.
+      tookOver = true;
+      const taken = await this.#takeOver(name, lockPath, judged.raw);
+      if (taken === 'gone') continue;
+      if (taken === 'busy') return { sawDead: tookOver };
+      return { lock: taken, sawDead: true };
     }
     return { sawDead: tookOver };
   }
@@ -120,10 +136,7 @@ export class LockFiles {
         throw new TierError(
           'UNAVAILABLE',
           `lock '${name}' is held by another process; gave up after ${timeoutMs} ms`,
-          {
-            tier: this.cfg.tier,
-            retryable: true,
-          },
+          { tier: this.cfg.tier, retryable: true },
         );
       }
       await sleep(Math.min(wait, Math.max(1, deadline - Date.now())) * (0.75 + Math.random() / 2), signal);
@@ -131,115 +144,142 @@ export class LockFiles {
     }
   }
 
+  #content() {
+    const token = `${this.#owner.pid}-${this.cfg.instance}-${(++seq).toString(36)}-${randomBytes(6).toString('hex')}`;
+    return lockContent(this.#owner, token, this.cfg.leaseMs);
+  }
+
+  async #writeTemp(bytes: Buffer): Promise<string> {
+    // The owner tag, not the hostname, in the name: see owner.ts.
+    const tmp = join(this.cfg.tmpDir, `l-${process.pid}-${this.cfg.instance}-${++seq}@${OWNER_TAG}`);
+    try {
+      await fsp.writeFile(tmp, bytes, { flag: 'wx' });
+    } catch (err) {
+      // (A full disk can refuse the bytes after the name was made.)
+      await fsp.unlink(tmp).catch(() => {});
+      throw err;
+    }
+    return tmp;
+  }
+
+  #held(
+    name: string,
+    lockPath: string,
+    content: ReturnType<typeof lockContent>,
+    tookOver: boolean,
+    at: number,
+  ) {
+    return new HeldLock(
+      name,
+      lockPath,
+      content,
+      { leaseMs: this.cfg.leaseMs, tier: this.cfg.tier },
+      tookOver,
+      at,
+    );
+  }
+
   /**
-   * 'removed' when we removed the stale lock at `lockPath`, 'stale-gone' when we
-   * judged it stale but another contender removed it first, 'gone' when it was
-   * gone before we could judge it, false when it is live.
+   * Whether the lock at `path` is stale: its holder provably dead, or its
+   * content unchanged for a whole lease of our watching.
    */
-  async #takeOverIfStale(lockPath: string): Promise<'removed' | 'stale-gone' | 'gone' | false> {
+  async #judge(path: string, token: string): Promise<Judgment> {
+    const asked = performance.now();
     let raw: string;
     let mtimeMs: number;
+    let fh: fsp.FileHandle | undefined;
     try {
-      [raw, mtimeMs] = await Promise.all([
-        fsp.readFile(lockPath, 'utf8'),
-        fsp.stat(lockPath).then((s) => s.mtimeMs),
-      ]);
+      // The attributes of the open file: an NFS open has just fetched them from the server.
+      fh = await fsp.open(path, 'r');
+      raw = (await fh.readFile('utf8')) as string;
+      mtimeMs = (await fh.stat()).mtimeMs;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ESTALE') {
+        this.#seen.delete(path);
+        return { state: 'gone' };
+      }
       throw err;
+    } finally {
+      await fh?.close().catch(() => {});
     }
-    if (!isStale(raw, mtimeMs, this.cfg.leaseMs)) return false;
-    const aside = join(
-      this.cfg.tmpDir,
-      `s-${process.pid}-${this.cfg.instance}-${++seq}-${randomBytes(4).toString('hex')}@${HOST_SAFE}`,
-    );
-    try {
-      await fsp.rename(lockPath, aside);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'stale-gone';
-      throw err;
-    }
-    const moved = await fsp.readFile(aside, 'utf8').catch(() => '');
-    if (moved !== raw) {
-      // We moved a fresh lock that someone took between our read and our rename: put it back.
-      await fsp.link(aside, lockPath).catch(() => {});
-      await fsp.unlink(aside).catch(() => {});
+    const content = parseContent(raw);
+    if (content?.token === token) return { state: 'ours' };
+    if (provablyDead(content, this.#owner)) return { state: 'stale', raw };
+    // A changed mtime is a sign of life too: holders of earlier versions only touched it.
+    const lapsed = this.#watch(path, `${mtimeMs}\n${raw}`, leaseOf(content, this.cfg.leaseMs), asked);
+    return lapsed ? { state: 'stale', raw } : { state: 'live' };
+  }
+
+  /**
+   * Records what was `observed` at `path`; true when the same was first seen
+   * a lease before this look was asked (the first sighting counts from when
+   * its read completed, which is after that content was written).
+   */
+  #watch(path: string, observed: string, leaseMs: number, asked: number): boolean {
+    const seen = this.#seen.get(path);
+    if (seen === undefined || seen.raw !== observed) {
+      if (this.#seen.size >= 4096) this.#forgetOld();
+      this.#seen.set(path, { raw: observed, at: performance.now() });
       return false;
     }
-    await fsp.unlink(aside).catch(() => {});
-    return 'removed';
-  }
-}
-
-function isStale(raw: string, mtimeMs: number, defaultLease: number): boolean {
-  let content: Partial<LockContent> | undefined;
-  try {
-    content = JSON.parse(raw) as Partial<LockContent>;
-  } catch {
-    content = undefined;
-  }
-  const lease = typeof content?.leaseMs === 'number' && content.leaseMs > 0 ? content.leaseMs : defaultLease;
-  if (Date.now() > mtimeMs + lease) return true;
-  if (content?.host === HOST && typeof content.pid === 'number' && content.pid !== process.pid) {
-    return !isPidAlive(content.pid);
-  }
-  return false;
-}
-
-class HeldLock implements FsLock {
-  readonly #controller = new AbortController();
-  readonly #timer: NodeJS.Timeout;
-  #released = false;
-
-  constructor(
-    readonly name: string,
-    private readonly lockPath: string,
-    readonly token: string,
-    private readonly cfg: LockConfig,
-    readonly tookOver: boolean,
-  ) {
-    this.#timer = setInterval(() => void this.#refresh(), Math.max(10, Math.floor(cfg.leaseMs / 3)));
-    this.#timer.unref();
+    // Kept: while it stays the same it stays lapsed (a lost race is retried at once).
+    return asked - seen.at >= leaseMs;
   }
 
-  get signal(): AbortSignal {
-    return this.#controller.signal;
+  #forgetOld(): void {
+    const horizon = performance.now() - 16 * this.cfg.leaseMs;
+    for (const [p, s] of this.#seen) if (s.at < horizon) this.#seen.delete(p);
+    if (this.#seen.size >= 4096) this.#seen.clear();
   }
 
-  async #refresh(): Promise<void> {
-    if (this.#released) return;
-    if (!(await this.#stillOurs())) {
-      clearInterval(this.#timer);
-      this.#controller.abort(
-        new TierError(
-          'UNAVAILABLE',
-          `lock '${this.name}' was lost: its lease lapsed and another process took it`,
-          {
-            tier: this.cfg.tier,
-            retryable: true,
-          },
-        ),
-      );
-      return;
-    }
-    const now = new Date();
-    await fsp.utimes(this.lockPath, now, now).catch(() => {});
-  }
-
-  async #stillOurs(): Promise<boolean> {
+  /** Replaces the stale lock whose content was `raw` with ours: our lock, 'busy' (someone else's move), or 'gone'. */
+  async #takeOver(name: string, lockPath: string, raw: string): Promise<HeldLock | 'busy' | 'gone'> {
+    const digest = createHash('sha256').update(raw).digest('hex').slice(0, 24);
+    const links: string[] = [];
     try {
-      const content = JSON.parse(await fsp.readFile(this.lockPath, 'utf8')) as LockContent;
-      return content.token === this.token;
-    } catch {
-      return false;
+      for (let level = 0; level < LEVELS; level++) {
+        const link = join(this.cfg.dir, `${name}.t${level}-${digest}`);
+        try {
+          await fsp.link(lockPath, link);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'ENOENT' || code === 'ESTALE') return 'gone';
+          if (code !== 'EEXIST') throw err;
+          // Another contender is taking it over: leave it to them, unless its link
+          // has sat there for a lease with the lock unchanged (it died mid-way).
+          if (!this.#watch(link, 'taking', this.cfg.leaseMs, performance.now())) return 'busy';
+          const now = await fsp.readFile(lockPath, 'utf8').catch(() => undefined);
+          if (now !== raw) return 'busy';
+          links.push(link);
+          continue;
+        }
+        const won = performance.now();
+        links.push(link);
+        // The link is the inode that was at the lock name: still R, or did the holder beat / a new lock arrive?
+        if ((await fsp.readFile(link, 'utf8').catch(() => undefined)) !== raw) return 'busy';
+        const content = this.#content();
+        const tmp = await this.#writeTemp(encodeContent(content));
+        // Too slow since the link (paused, or a sick share): a contender may have moved past our link.
+        if (performance.now() - won > this.cfg.leaseMs / 2) {
+          await fsp.unlink(tmp).catch(() => {});
+          return 'busy';
+        }
+        const startedAt = performance.now();
+        await fsp.rename(tmp, lockPath).catch(async (err: unknown) => {
+          await fsp.unlink(tmp).catch(() => {});
+          throw err;
+        });
+        this.#seen.delete(lockPath);
+        return this.#held(name, lockPath, content, true, startedAt);
+      }
+      return 'busy';
+    } finally {
+      for (const l of links) {
+        this.#seen.delete(l);
+        await fsp.unlink(l).catch(() => {});
+      }
     }
-  }
-
-  async release(): Promise<void> {
-    if (this.#released) return;
-    this.#released = true;
-    clearInterval(this.#timer);
-    if (await this.#stillOurs()) await fsp.unlink(this.lockPath).catch(() => {});
   }
 }
 

@@ -98,7 +98,10 @@ export interface FsTierOptions {
    * (tmpfs, NFS and FUSE do).
    */
   readonly inlineReadMax?: number;
-  /** Lease of a cross-process lock; holders refresh it every third of it (default 30 s). */
+  /**
+   * Lease of a cross-process lock (default 30 s): holders renew it every quarter of it; another
+   * process takes it over only after a whole lease without renewal, on its own clock.
+   */
   readonly lockLeaseMs?: number;
   /** First wait between attempts on a held lock, doubling to 250 ms (default 10 ms). */
   readonly lockPollMs?: number;

@@ -6,9 +6,12 @@
  *   and the partial's random id;
  * - `data.<id>`: a sparse file of the object's size, blocks written at their offsets;
  * - `blocks.<id>`: 8 bytes per block, a CRC-32 of the block then a marker, written
- *   after the block's data. A block counts as present only with the marker, and
- *   a partial reopened by a new process has its blocks checked against their
- *   CRCs, so a block torn by a crash or power loss is fetched again, never served.
+ *   after the block's data reached the disk (synced; on NFS, the server). A block
+ *   counts as present only with the marker; a partial reopened by a new process
+ *   has its blocks checked against their CRCs, so a block torn by a crash or power
+ *   loss is fetched again, never served; and a block another process marked while
+ *   this one had the partial open is checked against its CRC before it is first
+ *   served, since an NFS client's cached pages can predate the block.
  *
  * Processes share a partial: each claims a block (a lock file with a lease)
  * before fetching it, so each block is fetched once across processes. The
@@ -24,22 +27,18 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, promises as fsp, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { setImmediate as setImmediateP } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { isShared, type ReadPool, sharedBytes } from '@tierkit/pool';
 import { type ObjectMeta, type PartialEntry, type SourceMeta, TierError } from '@tierkit/tier-core';
 import type { FsLock, LockFiles } from './lock.js';
-import { HOST_SAFE, isPidAlive, keyHash } from './paths.js';
+import { discardDir, exists, type Info, privateName, readInfo } from './partial-dir.js';
+import { keyHash } from './paths.js';
+
+export { cleanPartialLeftovers } from './partial-dir.js';
 
 const MARKER = 0x424c4b31; // 'BLK1'
 const SLOT = 8;
-
-interface Info {
-  /** Random, unique to this partial: part of its files' names. */
-  readonly id: string;
-  readonly key: string;
-  readonly source: SourceMeta;
-  readonly blockSize: number;
-}
 
 /** What a partial needs from the tier that owns it. */
 export interface PartialHost {
@@ -50,7 +49,7 @@ export interface PartialHost {
   readonly locks: LockFiles;
   readonly tier: string;
   /** Partial dir → the blocks this process wrote or checked in the partial with that id (so a reopen need not reread them). */
-  readonly verified: Map<string, { readonly id: string; readonly present: Uint8Array }>;
+  readonly verified: Map<string, KnownBlocks>;
   /** The worker pool that checks blocks' CRCs at reopen, if any. */
   readonly pool?: ReadPool;
   /** Write blocks with O_DIRECT where the filesystem takes it (see FsTierOptions.directFill). */
@@ -61,7 +60,30 @@ export interface PartialHost {
   publish(key: string, file: string, source: SourceMeta): Promise<ObjectMeta>;
 }
 
-let seq = 0;
+/** What this process knows of one partial's blocks, shared by its handles. */
+export interface KnownBlocks {
+  readonly id: string;
+  /** Per block: ABSENT, TRUSTED (written or CRC-checked here) or MARKED (another process's marker, not yet checked). */
+  readonly present: Uint8Array;
+  /** Per block: the CRC its marker recorded, when MARKED. */
+  readonly crcs: Uint32Array;
+  /** Per block: a CRC whose marker failed our check (the block is fetched again, not trusted on that marker). */
+  readonly failed: Map<number, number>;
+}
+
+/** A block written, waiting for the sync after which its marker is written. */
+interface Unmarked {
+  readonly block: number;
+  readonly crc: number;
+  /** Written through the page cache (not O_DIRECT): needs the data file synced. */
+  readonly buffered: boolean;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+const ABSENT = 0;
+const TRUSTED = 1;
+const MARKED = 2;
 
 function sameSource(a: SourceMeta, b: SourceMeta): boolean {
   return a.size === b.size && a.etag === b.etag;
@@ -85,6 +107,15 @@ export class FsPartial implements PartialEntry {
   /** Buffers this entry handed out whose memory it knows to be aligned: buffer → aligned byte offset. */
   readonly #aligned = new WeakMap<ArrayBufferLike, number>();
   readonly #present: Uint8Array;
+  readonly #known: KnownBlocks;
+  /**
+   * Blocks whose bytes are written here but not yet marked: one sync of the data covers
+   * every block queued meanwhile (a group commit), then their markers are written.
+   */
+  #unmarked: Unmarked[] = [];
+  #flushing: Promise<void> | undefined;
+  /** Markers written since the blocks file was last synced (synced before a claim is released). */
+  #markersDirty = false;
   readonly #claims = new Map<number, FsLock>();
   #closed = false;
   /** Blocks this handle wrote with O_DIRECT (diagnostics and tests). */
@@ -108,11 +139,17 @@ export class FsPartial implements PartialEntry {
     this.#data = data;
     this.#blocks = blocks;
     const known = host.verified.get(dir);
-    this.#present =
+    this.#known =
       known?.id === info.id && known.present.length === this.blockCount
-        ? known.present
-        : new Uint8Array(this.blockCount);
-    host.verified.set(dir, { id: info.id, present: this.#present });
+        ? known
+        : {
+            id: info.id,
+            present: new Uint8Array(this.blockCount),
+            crcs: new Uint32Array(this.blockCount),
+            failed: new Map(),
+          };
+    this.#present = this.#known.present;
+    host.verified.set(dir, this.#known);
   }
 
   /** Opens the partial copy of `key` from `source`, creating it, or replacing one of another source. */
@@ -137,12 +174,12 @@ export class FsPartial implements PartialEntry {
         if (opened) return opened;
       } else if (info) {
         // Another source or block size: move it aside, then build ours.
-        await discardDir(host, dir, info.id);
+        await discardDir(host.dir, host.verified, dir, info.id);
       } else if (await exists(dir)) {
         // No readable info.json: a leftover of another format or a damaged disk, unless
         // a new partial has just been renamed into place. Judged again before it goes.
         const again = await readInfo(dir);
-        if (!again) await discardDir(host, dir, undefined);
+        if (!again) await discardDir(host.dir, host.verified, dir, undefined);
         else continue;
       }
       if (attempt >= 4) {
@@ -179,7 +216,7 @@ export class FsPartial implements PartialEntry {
   }
 
   static async #create(host: PartialHost, dir: string, info: Info): Promise<void> {
-    const tmp = join(host.dir, `.new-${process.pid}-${++seq}-${randomBytes(3).toString('hex')}@${HOST_SAFE}`);
+    const tmp = join(host.dir, privateName('new'));
     await fsp.mkdir(tmp, { recursive: true });
     try {
       const data = await fsp.open(join(tmp, `data.${info.id}`), 'wx', host.fileMode);
@@ -199,7 +236,7 @@ export class FsPartial implements PartialEntry {
   }
 
   has(block: number): boolean {
-    return this.#present[block] === 1;
+    return this.#present[block] !== ABSENT;
   }
 
   /**
@@ -227,10 +264,7 @@ export class FsPartial implements PartialEntry {
    * is aligned. (A direct read would not do: reading a hole checks nothing.)
    */
   #alignmentOf(buf: Uint8Array): number | undefined {
-    const scratch = join(
-      this.#host.dir,
-      `.new-${process.pid}-${++seq}-${randomBytes(3).toString('hex')}@${HOST_SAFE}`,
-    );
+    const scratch = join(this.#host.dir, privateName('new'));
     let fd: number | undefined;
     try {
       fd = openSync(
@@ -266,11 +300,21 @@ export class FsPartial implements PartialEntry {
     );
   }
 
-  /** Picks up blocks other processes have written (their markers; their CRCs were checked by them). */
+  /**
+   * Picks up blocks other processes have marked. They are served only after
+   * their bytes match the marker's CRC (readInto checks them once): on an
+   * NFS mount this client's page cache may still hold what the file had
+   * before another node wrote the block.
+   */
   async refresh(): Promise<void> {
-    const slots = await this.#readSlots();
+    const slots = await this.#readSlots(true);
+    const { crcs, failed } = this.#known;
     for (let b = 0; b < this.blockCount; b++) {
-      if (slots.readUInt32LE(b * SLOT + 4) === MARKER) this.#present[b] = 1;
+      if (this.#present[b] !== ABSENT || slots.readUInt32LE(b * SLOT + 4) !== MARKER) continue;
+      const crc = slots.readUInt32LE(b * SLOT);
+      if (failed.get(b) === crc) continue;
+      crcs[b] = crc;
+      this.#present[b] = MARKED;
     }
   }
 
@@ -291,6 +335,12 @@ export class FsPartial implements PartialEntry {
   async release(block: number): Promise<void> {
     const lock = this.#claims.get(block);
     this.#claims.delete(block);
+    // Whoever claims the block next must see its marker: on NFS our writes sit in this
+    // client until a sync (or close), and a next holder on another node would fetch it again.
+    if (lock && this.#markersDirty && this.#host.fsync) {
+      this.#markersDirty = false;
+      await this.#blocks.datasync().catch(() => {});
+    }
     await lock?.release();
   }
 
@@ -307,6 +357,7 @@ export class FsPartial implements PartialEntry {
     let crc: number;
     const direct =
       this.#direct && !this.#directRefused && this.#directOk(bytes, offset) ? this.#direct : undefined;
+    let buffered = !direct;
     try {
       crc = await this.#writeData(direct ?? this.#data, bytes, offset);
       if (direct) this.directWrites++;
@@ -317,14 +368,43 @@ export class FsPartial implements PartialEntry {
       // The filesystem took O_DIRECT at open but not this write: buffered from now on. The
       // handle stays open until close(): other blocks' writes may still be using it.
       this.#directRefused = true;
+      buffered = true;
       crc = await this.#writeData(this.#data, bytes, offset);
     }
-    const slot = Buffer.alloc(SLOT);
-    slot.writeUInt32LE(crc, 0);
-    slot.writeUInt32LE(MARKER, 4);
-    // The marker goes after the data: a block is never marked before its bytes are written.
-    await writeAll(this.#blocks, slot, block * SLOT);
-    this.#present[block] = 1;
+    await new Promise<void>((resolve, reject) => {
+      this.#unmarked.push({ block, crc, buffered, resolve, reject });
+      this.#flushing ??= this.#flushMarkers();
+    });
+    this.#known.failed.delete(block);
+    this.#present[block] = TRUSTED;
+  }
+
+  /**
+   * Writes the markers of the blocks written meanwhile, after their bytes reach the disk
+   * (the server, on NFS): a sync of the data file, unless every one of them was written
+   * with O_DIRECT (a completed direct write is already past the page cache). So a marker
+   * never outlives its block's bytes in a crash, and a node that sees a marker finds the
+   * bytes there.
+   */
+  async #flushMarkers(): Promise<void> {
+    while (this.#unmarked.length > 0) {
+      const batch = this.#unmarked;
+      this.#unmarked = [];
+      try {
+        if (this.#host.fsync && batch.some((u) => u.buffered)) await this.#data.datasync();
+        for (const u of batch) {
+          const slot = Buffer.alloc(SLOT);
+          slot.writeUInt32LE(u.crc, 0);
+          slot.writeUInt32LE(MARKER, 4);
+          await writeAll(this.#blocks, slot, u.block * SLOT);
+          this.#markersDirty = true;
+        }
+        for (const u of batch) u.resolve();
+      } catch (err) {
+        for (const u of batch) u.reject(err);
+      }
+    }
+    this.#flushing = undefined;
   }
 
   /** Writes `bytes` at `offset` through `fh` and returns their CRC-32: on a worker when there is a pool. */
@@ -351,13 +431,71 @@ export class FsPartial implements PartialEntry {
         });
       }
     }
-    let done = 0;
-    while (done < target.byteLength) {
-      const { bytesRead } = await this.#data.read(target, done, target.byteLength - done, offset + done);
-      if (bytesRead === 0)
-        throw new TierError('IO', `partial copy of '${this.key}' is shorter than expected`);
-      done += bytesRead;
+    // Blocks unchecked when this read began are checked on the bytes it read, even if a
+    // concurrent read checks them meanwhile: its bytes may be fresher than ours.
+    const unchecked: number[] = [];
+    for (let b = first; b <= last; b++) if (this.#present[b] === MARKED) unchecked.push(b);
+    await readFull(this.#data, target, offset, this.key);
+    for (const b of unchecked) {
+      const start = b * this.blockSize;
+      const length = Math.min(this.blockSize, this.size - start);
+      // A block the read covered whole is checked on the bytes just read; an edge block is read whole.
+      const covered = start >= offset && start + length <= offset + target.byteLength;
+      const view = covered ? target.subarray(start - offset, start - offset + length) : undefined;
+      await this.#checkMarked(b, view, target, offset);
+      // The CRC runs here, on the bytes served (milliseconds per 8 MiB block): let timers,
+      // lease beats among them, run between blocks of a long read.
+      await setImmediateP();
     }
+  }
+
+  /**
+   * Checks a block another process marked against its marker's CRC (`view`:
+   * its bytes as just read, if the read covered it). On a mismatch the block
+   * is read again through a fresh open — on NFS an open revalidates this
+   * client's cached pages against the server (close-to-open) — and the good
+   * bytes are copied into `target`. A block that still does not match is
+   * not served: it is forgotten (its marker ignored) and the read fails with
+   * CHANGED, which a stack answers by reading again, fetching the block anew.
+   */
+  async #checkMarked(
+    b: number,
+    view: Uint8Array | undefined,
+    target: Uint8Array,
+    offset: number,
+  ): Promise<void> {
+    const start = b * this.blockSize;
+    const length = Math.min(this.blockSize, this.size - start);
+    const want = this.#known.crcs[b]!;
+    let bytes = view;
+    if (!bytes) {
+      bytes = Buffer.allocUnsafe(length);
+      await readFull(this.#data, bytes, start, this.key);
+    }
+    if (crc32(bytes) !== want) {
+      const fresh = await fsp.open(join(this.#dir, `data.${this.#id}`), 'r').catch(() => undefined);
+      const again = Buffer.allocUnsafe(length);
+      try {
+        await readFull(fresh ?? this.#data, again, start, this.key);
+      } finally {
+        await fresh?.close();
+      }
+      if (crc32(again) !== want) {
+        this.#present[b] = ABSENT;
+        this.#known.failed.set(b, want);
+        throw new TierError(
+          'CHANGED',
+          `block ${b} of the partial copy of '${this.key}' does not match the CRC its writer recorded; it will be fetched again`,
+          { key: this.key, tier: this.#host.tier, retryable: true },
+        );
+      }
+      bytes = again;
+    }
+    // Copy what the caller asked for from the checked bytes (a no-op copy when `view` was good).
+    const from = Math.max(offset, start);
+    const to = Math.min(offset + target.byteLength, start + length);
+    if (bytes !== view) target.set(bytes.subarray(from - start, to - start), from - offset);
+    this.#present[b] = TRUSTED;
   }
 
   async publish(): Promise<ObjectMeta> {
@@ -374,10 +512,7 @@ export class FsPartial implements PartialEntry {
     // A private hard link is what gets renamed into place, so a process still
     // filling or reading this partial keeps a valid file, and a second publisher
     // only re-publishes the same bytes.
-    const link = join(
-      this.#host.dir,
-      `.pub-${process.pid}-${++seq}-${randomBytes(3).toString('hex')}@${HOST_SAFE}`,
-    );
+    const link = join(this.#host.dir, privateName('pub'));
     try {
       await fsp.link(join(this.#dir, `data.${this.#id}`), link);
     } catch (err) {
@@ -396,7 +531,7 @@ export class FsPartial implements PartialEntry {
   }
 
   async discard(): Promise<void> {
-    await discardDir(this.#host, this.#dir, this.#id);
+    await discardDir(this.#host.dir, this.#host.verified, this.#dir, this.#id);
   }
 
   async close(): Promise<void> {
@@ -409,9 +544,23 @@ export class FsPartial implements PartialEntry {
     this.#direct = undefined;
   }
 
-  async #readSlots(): Promise<Buffer> {
+  /**
+   * The markers. `fresh`: through a new open of the file, so that on NFS we
+   * read the server's copy (close-to-open) rather than pages this client
+   * cached: a claim holder that found no marker would fetch the block again.
+   */
+  async #readSlots(fresh = false): Promise<Buffer> {
     const buf = Buffer.alloc(this.blockCount * SLOT);
-    const { bytesRead } = await this.#blocks.read(buf, 0, buf.byteLength, 0);
+    const opened = fresh
+      ? await fsp.open(join(this.#dir, `blocks.${this.#id}`), 'r').catch(() => undefined)
+      : undefined;
+    let bytesRead: number;
+    try {
+      // (Retired meanwhile: the handle we hold still reads the partial's last markers.)
+      ({ bytesRead } = await (opened ?? this.#blocks).read(buf, 0, buf.byteLength, 0));
+    } finally {
+      await opened?.close();
+    }
     return bytesRead === buf.byteLength
       ? buf
       : Buffer.concat([buf.subarray(0, bytesRead), Buffer.alloc(buf.byteLength - bytesRead)]);
@@ -425,7 +574,7 @@ export class FsPartial implements PartialEntry {
       // Reading back and hashing a partial of gigabytes is seconds of CPU: on the pool's threads.
       const todo: number[] = [];
       for (let b = 0; b < this.blockCount; b++) {
-        if (this.#present[b] !== 1 && slots.readUInt32LE(b * SLOT + 4) === MARKER) todo.push(b);
+        if (this.#present[b] !== TRUSTED && slots.readUInt32LE(b * SLOT + 4) === MARKER) todo.push(b);
       }
       const crcs = await pool.crc32(
         this.#data.fd,
@@ -434,14 +583,14 @@ export class FsPartial implements PartialEntry {
         ),
       );
       for (const [i, b] of todo.entries()) {
-        if (crcs[i] === slots.readUInt32LE(b * SLOT)) this.#present[b] = 1;
-        else await writeAll(this.#blocks, Buffer.alloc(SLOT), b * SLOT);
+        if (crcs[i] === slots.readUInt32LE(b * SLOT)) this.#present[b] = TRUSTED;
+        else await this.#torn(b);
       }
       return;
     }
     const buf = Buffer.allocUnsafe(Math.min(this.blockSize, Math.max(this.size, 1)));
     for (let b = 0; b < this.blockCount; b++) {
-      if (this.#present[b] === 1 || slots.readUInt32LE(b * SLOT + 4) !== MARKER) continue;
+      if (this.#present[b] === TRUSTED || slots.readUInt32LE(b * SLOT + 4) !== MARKER) continue;
       const offset = b * this.blockSize;
       const length = Math.min(this.blockSize, this.size - offset);
       const view = buf.subarray(0, length);
@@ -451,9 +600,15 @@ export class FsPartial implements PartialEntry {
         if (bytesRead === 0) break;
         done += bytesRead;
       }
-      if (done === length && crc32(view) === slots.readUInt32LE(b * SLOT)) this.#present[b] = 1;
-      else await writeAll(this.#blocks, Buffer.alloc(SLOT), b * SLOT);
+      if (done === length && crc32(view) === slots.readUInt32LE(b * SLOT)) this.#present[b] = TRUSTED;
+      else await this.#torn(b);
     }
+  }
+
+  /** A marked block whose bytes do not match at reopen (torn by a crash): cleared, to be fetched again. */
+  async #torn(b: number): Promise<void> {
+    this.#present[b] = ABSENT;
+    await writeAll(this.#blocks, Buffer.alloc(SLOT), b * SLOT);
   }
 }
 
@@ -475,89 +630,16 @@ async function writeAll(fh: fsp.FileHandle, bytes: Uint8Array, position: number)
   }
 }
 
-async function readInfo(dir: string): Promise<Info | undefined> {
-  try {
-    const info = JSON.parse(await fsp.readFile(join(dir, 'info.json'), 'utf8')) as Info;
-    if (
-      typeof info.id !== 'string' ||
-      !/^[0-9a-f]{16}$/.test(info.id) ||
-      typeof info.key !== 'string' ||
-      typeof info.source?.size !== 'number' ||
-      !(info.blockSize > 0)
-    ) {
-      return undefined;
-    }
-    return info;
-  } catch {
-    return undefined;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  return fsp.lstat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-/**
- * Renames the partial with id `id` (undefined: one without a readable info.json)
- * aside, atomically for everyone else, then removes it. What is at `dir` may
- * have been replaced since it was judged: a newer partial is put back (unless a
- * third took the path in that instant).
- */
-async function discardDir(host: PartialHost, dir: string, id: string | undefined): Promise<void> {
-  const aside = join(host.dir, `.old-${process.pid}-${++seq}-${randomBytes(3).toString('hex')}@${HOST_SAFE}`);
-  try {
-    await fsp.rename(dir, aside);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  if ((await readInfo(aside))?.id !== id) {
-    // Put back. If yet another partial took the path meanwhile (a three-way race), this
-    // one is lost to its users: they keep their open files, fetch what they lack, and
-    // cannot publish it (nothing wrong is served); it is removed below.
-    const back = await fsp.rename(aside, dir).then(
-      () => true,
-      () => false,
-    );
-    if (back) return;
-  }
-  if (host.verified.get(dir)?.id === id) host.verified.delete(dir);
-  await fsp.rm(aside, { recursive: true, force: true });
-}
-
-/**
- * Removes what dead processes left in `.tierkit/partial` (half-made or
- * half-removed partials, unpublished links; other hosts' after `leftoverAgeMs`),
- * and partials nobody has touched for `partialAgeMs`. Live partials stay.
- */
-export async function cleanPartialLeftovers(
-  dir: string,
-  leftoverAgeMs: number,
-  partialAgeMs: number,
+async function readFull(
+  fh: fsp.FileHandle,
+  target: Uint8Array,
+  position: number,
+  key: string,
 ): Promise<void> {
-  const now = Date.now();
-  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
-    const path = join(dir, name);
-    const m = /^\.(new|old|pub)-(\d+)-\d+-[0-9a-f]+@(.+)$/.exec(name);
-    let remove = false;
-    if (m) {
-      // A live process's `.old-` may be a newer partial it is about to put back.
-      remove = m[3] === HOST_SAFE && !isPidAlive(Number(m[2]));
-      if (!remove) {
-        const st = await fsp.lstat(path).catch(() => undefined);
-        remove = st !== undefined && now - st.mtimeMs > leftoverAgeMs;
-      }
-    } else {
-      // A partial's blocks file changes with every block written: its age is the partial's idle time.
-      const id = (await readInfo(path))?.id;
-      const st = await (id ? fsp.stat(join(path, `blocks.${id}`)) : Promise.reject()).catch(() =>
-        fsp.lstat(path).catch(() => undefined),
-      );
-      remove = st !== undefined && now - st.mtimeMs > partialAgeMs;
-    }
-    if (remove) await fsp.rm(path, { recursive: true, force: true }).catch(() => {});
+  let done = 0;
+  while (done < target.byteLength) {
+    const { bytesRead } = await fh.read(target, done, target.byteLength - done, position + done);
+    if (bytesRead === 0) throw new TierError('IO', `partial copy of '${key}' is shorter than expected`);
+    done += bytesRead;
   }
 }
