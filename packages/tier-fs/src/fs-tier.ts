@@ -52,8 +52,8 @@ import {
   type Resolved,
   resolveOptions,
 } from './options.js';
-import { cleanPartialLeftovers, FsPartial, type PartialHost } from './partial.js';
 import { isOurTag, OWNER_TAG } from './owner.js';
+import { cleanPartialLeftovers, FsPartial, type PartialHost } from './partial.js';
 import { fsyncDir, isPidAlive, isReservedKey, keyHash, META_DIR, RootPaths } from './paths.js';
 import { etagOf, type FsChecksum, identity, type Sidecar, sidecarMatch } from './sidecar.js';
 import { type WalkedFile, walkFiles } from './walk.js';

@@ -49,7 +49,7 @@ describe('a full disk', () => {
       expect(err).toMatchObject({ name: 'TierError', code: 'CAPACITY' });
       await tier.close();
       // Nothing half-written is left: no temp file of the journal, the count or the write.
-      expect(readdirSync(join(root, ".tierkit", "tmp"))).toEqual([]);
+      expect(readdirSync(join(root, '.tierkit', 'tmp'))).toEqual([]);
     }
 
     rmSync(filler);

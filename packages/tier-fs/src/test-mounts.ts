@@ -58,7 +58,9 @@ export function fillDisk(path: string): number {
     ['64k', []],
     ['1k', ['oflag=append', 'conv=notrunc']],
   ] as const) {
-    spawnSync('dd', ['if=/dev/zero', `of=${path}`, `bs=${bs}`, 'status=none', ...extra], { encoding: 'utf8' });
+    spawnSync('dd', ['if=/dev/zero', `of=${path}`, `bs=${bs}`, 'status=none', ...extra], {
+      encoding: 'utf8',
+    });
   }
   const r = spawnSync('stat', ['-c', '%s', path], { encoding: 'utf8' });
   return Number(r.stdout.trim());
