@@ -28,6 +28,21 @@ const cudaInclude = ['/usr/local/cuda/include', cufileInclude].find(
 );
 
 describe('ABI declarations', () => {
+  it.skipIf(!compiler)(
+    "lay out the 3FS USRBIO structs field for field as 3FS's header (declared apart)",
+    () => {
+      const r = spawnSync(
+        compiler!,
+        ['-std=c11', '-fsyntax-only', join(packageDir, 'test-fixtures', 'abi-vs-usrbio.c')],
+        {
+          encoding: 'utf8',
+        },
+      );
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+    },
+  );
+
   it.skipIf(!compiler)('compile as C with their layout asserts', () => {
     const r = spawnSync(
       compiler!,

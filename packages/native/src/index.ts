@@ -575,6 +575,7 @@ export class Hf3fsIor {
   readonly forRead: boolean;
   readonly ioDepth: number;
   #alive = true;
+  #waiting = false;
   constructor(mountPoint: string, options: Hf3fsIorOptions) {
     this.entries = options.entries;
     this.forRead = options.forRead;
@@ -616,12 +617,33 @@ export class Hf3fsIor {
   submit(): void {
     call(() => requireAddon().hf3fsSubmitIos(this.raw));
   }
-  /** Waits for at least `minResults` completions (at most `maxResults`); timeoutMs < 0 waits forever. */
-  wait(maxResults: number, minResults: number, timeoutMs = -1): Promise<Completion[]> {
-    return callAsync(() => requireAddon().hf3fsWaitForIos(this.raw, maxResults, minResults, timeoutMs));
+  /**
+   * Waits for at least `minResults` completions (at most `maxResults`); timeoutMs < 0 waits forever.
+   * One wait per ring at a time: a second one while the first runs is refused (code BUSY),
+   * since two waiters would split the completions between them unpredictably.
+   */
+  async wait(maxResults: number, minResults: number, timeoutMs = -1): Promise<Completion[]> {
+    if (this.#waiting) {
+      throw new NativeError('hf3fs_wait_for_ios: another wait is in progress on this ring', { code: 'BUSY' });
+    }
+    this.#waiting = true;
+    try {
+      return await callAsync(() =>
+        requireAddon().hf3fsWaitForIos(this.raw, maxResults, minResults, timeoutMs),
+      );
+    } finally {
+      this.#waiting = false;
+    }
+  }
+  /** Whether a wait is in progress. */
+  get waiting(): boolean {
+    return this.#waiting;
   }
   destroy(): void {
     if (!this.#alive) return;
+    if (this.#waiting) {
+      throw new NativeError('an ior cannot be destroyed while a wait runs on it', { code: 'BUSY' });
+    }
     this.#alive = false;
     call(() => requireAddon().hf3fsIorDestroy(this.raw));
   }

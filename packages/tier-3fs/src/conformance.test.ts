@@ -5,7 +5,7 @@ import { loadHf3fs } from '@tierkit/native';
 import { runTierConformance } from '@tierkit/tier-core/testing';
 import * as vitest from 'vitest';
 import { Hf3fsTier } from './index.js';
-import { buildStandIn } from './test-utils.js';
+import { buildStandIn, standInMount } from './test-utils.js';
 
 runTierConformance(vitest, {
   name: '3fs (POSIX on the mount)',
@@ -25,9 +25,9 @@ runTierConformance(vitest, {
 const standIn = buildStandIn();
 if (standIn.path) {
   runTierConformance(vitest, {
-    name: '3fs (USRBIO against the 3FS stand-in, io_depth 4)',
+    name: '3fs (USRBIO against the strict 3FS stand-in, io_depth 4, LMCache naming)',
     create: async () => {
-      const mount = await mkdtemp(join(tmpdir(), 'tierkit-3fs-usrbio-'));
+      const mount = standInMount('tierkit-3fs-usrbio-');
       process.env.HF3FS_STANDIN_MOUNT = mount;
       loadHf3fs(standIn.path);
       const tier = new Hf3fsTier({
@@ -38,6 +38,8 @@ if (standIn.path) {
         iorEntries: 128,
         ioDepth: 4,
         ioThreadNum: 2,
+        naming: 'lmcache',
+        usrbioPieceSize: 64 * 1024,
         fsync: false,
       });
       return { tier, cleanup: () => rm(mount, { recursive: true, force: true }) };

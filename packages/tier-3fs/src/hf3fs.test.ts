@@ -42,6 +42,16 @@ describe('3FS options', () => {
     );
     expect(invalidArg(() => hf3fsOptions({ ...base, numaId: 999 }))).toMatch(/numa_id/);
     expect(invalidArg(() => hf3fsOptions({ ...base, ioDepth: 'deep' }))).toMatch(/must be an integer/);
+    // Python int(): no hex, no exponent.
+    expect(invalidArg(() => hf3fsOptions({ ...base, iorEntries: '0x100' }))).toMatch(
+      /ior_entries must be an integer, got "0x100"/,
+    );
+    expect(invalidArg(() => hf3fsOptions({ ...base, iorEntries: '1e3' }))).toMatch(
+      /ior_entries must be an integer/,
+    );
+    expect(invalidArg(() => hf3fsOptions({ ...base, iorEntries: 128, ioDepth: 128 }))).toMatch(
+      /io_depth must be below ior_entries \(128\)/,
+    );
     expect(invalidArg(() => hf3fsOptions({ mountPoint: mount, basePath: '/elsewhere' }))).toMatch(
       /not inside the mount/,
     );
@@ -86,18 +96,35 @@ describe('Hf3fsTier', () => {
 
   it("names files as LMCache's FS connector does, picking the base path by chunk hash", async () => {
     const tier = new Hf3fsTier({ mountPoint: mount, basePath: 'a,b', naming: 'lmcache', useUsrbio: 'off' });
-    // chunk hash 7 (decimal, as Python's str(int)) → 7 % 2 = base path 1.
-    const key = 'vllm@meta-llama/Llama-3.1-8B@1@0@7@bfloat16';
-    await tier.write(key, new Uint8Array([1, 2, 3]));
-    expect(readdirSync(join(mount, 'b'))).toEqual(['vllm@meta-llama-Llama-3.1-8B@1@0@7@bfloat16.data']);
-    expect([...readFileSync(join(mount, 'b', 'vllm@meta-llama-Llama-3.1-8B@1@0@7@bfloat16.data'))]).toEqual([
-      1, 2, 3,
+    // abs(chunk_hash) % 2: -7 → base path 1.
+    const key = 'meta-llama/Llama-3.1-8B@1@0@-7@bfloat16';
+    const name = 'meta-llama-SEP-Llama-3.1-8B@1@0@-7@bfloat16.data';
+    await tier.writeTensor(key, new Uint8Array([1, 2, 3, 4]), { dtype: 'BF16', shape: [2, 1, 1, 1], fmt: 1 });
+    expect(readdirSync(join(mount, 'b'))).toEqual([name]);
+    const disk = readFileSync(join(mount, 'b', name));
+    // save_chunk_meta: the 28-byte RemoteMetadata, then the data.
+    expect([...new Int32Array(disk.buffer.slice(disk.byteOffset, disk.byteOffset + 28))]).toEqual([
+      4, 1, 3, 2, 1, 1, 1,
     ]);
-    expect([...(await tier.read(key))!]).toEqual([1, 2, 3]);
+    expect([...disk.subarray(28)]).toEqual([1, 2, 3, 4]);
+    expect([...(await tier.read(key))!]).toEqual([1, 2, 3, 4]);
+    expect(await tier.describe(key)).toEqual({ length: 4, fmt: 1, dtype: 'BF16', shape: [2, 1, 1, 1] });
+    // A key written with naming 'lmcache' lists back as the same key.
     const listed: string[] = [];
     for await (const m of tier.list()) listed.push(m.key);
-    expect(listed).toEqual(['vllm@meta-llama-Llama-3.1-8B@1@0@7@bfloat16']);
+    expect(listed).toEqual([key]);
     await tier.close();
+    const raw = new Hf3fsTier({
+      mountPoint: mount,
+      basePath: 'c',
+      naming: 'lmcache',
+      saveChunkMeta: false,
+      useUsrbio: 'off',
+    });
+    await raw.write(key, new Uint8Array([5, 6]));
+    expect([...readFileSync(join(mount, 'c', name))]).toEqual([5, 6]);
+    expect((await raw.stat(key))?.size).toBe(2);
+    await raw.close();
   });
 
   it('builds from an LMCache YAML with an hf3fs plugin', async () => {

@@ -1,14 +1,19 @@
-export { loadLmcacheConfig, parseLmcacheConfig } from '@tierkit/tier-gds';
+export { loadLmcacheConfig, parseLmcacheConfig } from '@tierkit/lmcache';
+export { FsConnectorLayout, type FsTensor, type Hf3fsNaming } from './fs-layout.js';
 export {
   createHf3fsTier,
-  FsConnectorLayout,
   HF3FS_LIMITS,
   type Hf3fsMode,
-  type Hf3fsNaming,
   Hf3fsTier,
   type Hf3fsTierOptions,
   hf3fsCapability,
   hf3fsOptions,
-  UsrbioEngine,
 } from './hf3fs.js';
 export { hf3fsOptionsFromLmcache } from './lmcache.js';
+export {
+  maxIosInFlight,
+  type PlannedIo,
+  planIos,
+  UsrbioEngine,
+  type UsrbioEngineOptions,
+} from './usrbio-engine.js';

@@ -1,16 +1,15 @@
+import { type LmcacheConfig, lmcacheHf3fsSettings } from '@tierkit/lmcache';
 import { TierError } from '@tierkit/tier-core';
-import type { LmcacheConfig } from '@tierkit/tier-gds';
 import type { Hf3fsTierOptions } from './hf3fs.js';
 
 /**
  * Hf3fsTier options for one `hf3fs.<name>` plugin of an LMCache config (the first
- * when `plugin` is not given). Values keep LMCache's spelling until the tier validates them.
+ * when `plugin` is not given; the legacy `remote_url: hf3fs://…` counts as "hf3fs"),
+ * with LMCache's file layout: naming 'lmcache', save_chunk_meta as configured.
  */
-export function hf3fsOptionsFromLmcache(
-  config: LmcacheConfig,
-  plugin?: string,
-): Hf3fsTierOptions & Record<string, unknown> {
-  const entry = plugin ? config.hf3fs.find((p) => p.plugin === plugin) : config.hf3fs[0];
+export function hf3fsOptionsFromLmcache(config: LmcacheConfig, plugin?: string): Hf3fsTierOptions {
+  const all = lmcacheHf3fsSettings(config);
+  const entry = plugin ? all.find((p) => p.plugin === plugin) : all[0];
   if (!entry) {
     throw new TierError(
       'INVALID_ARGUMENT',
@@ -20,13 +19,14 @@ export function hf3fsOptionsFromLmcache(
   }
   return {
     name: entry.plugin,
-    mountPoint: entry.mountPoint as string,
-    basePath: entry.basePath as string,
+    mountPoint: entry.mountPoint,
+    basePath: entry.basePaths,
     naming: 'lmcache',
-    hf3fs_iov_size: entry.iovSize,
-    hf3fs_ior_entries: entry.iorEntries,
-    hf3fs_io_depth: entry.ioDepth,
-    hf3fs_numa_id: entry.numaId,
-    hf3fs_io_thread_num: entry.ioThreadNum,
+    saveChunkMeta: entry.saveChunkMeta,
+    iovSize: entry.iovSize,
+    iorEntries: entry.iorEntries,
+    ioDepth: entry.ioDepth,
+    numaId: entry.numaId,
+    ioThreadNum: entry.ioThreadNum,
   };
 }

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 mkdir -p .device
 [ -f .device/node.xz ] || bash ../shared/device/pack-node.sh
-npm run build -w @tierkit/native -w @tierkit/tier-core -w @tierkit/tier-gds >/dev/null
+npm run build -w @tierkit/native -w @tierkit/tier-core -w @tierkit/lmcache -w @tierkit/tier-gds >/dev/null
 cp packages/native/build/Release/tierkit_native.node .device/tierkit_native.node
 npx esbuild packages/tier-gds/gpu/gpu-test.mjs --bundle --platform=node --format=esm --target=node20 \
   --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" \

@@ -4,8 +4,9 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { GDS_HEADER_SIZE as LMCACHE_HEADER_SIZE } from '@tierkit/lmcache';
 import { capabilities, DeviceBuffer } from '@tierkit/native';
-import { GdsTier, LMCACHE_HEADER_SIZE } from '@tierkit/tier-gds';
+import { GdsTier } from '@tierkit/tier-gds';
 
 export function gpuSkipReason() {
   const caps = capabilities();

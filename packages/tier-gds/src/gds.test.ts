@@ -1,20 +1,12 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { decodeGdsHeader, encodeGdsHeader, GDS_HEADER_SIZE, gdsDataPath, pyQuote } from '@tierkit/lmcache';
 import { capabilities } from '@tierkit/native';
 import { isTierError } from '@tierkit/tier-core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  chunkHashOf,
-  decodeLmcacheHeader,
-  encodeLmcacheHeader,
-  GdsTier,
-  gdsOptionsFromLmcache,
-  LMCACHE_HEADER_SIZE,
-  parseLmcacheConfig,
-  pyQuote,
-} from './index.js';
+import { GdsTier, gdsOptionsFromLmcache, parseLmcacheConfig } from './index.js';
 
 let root: string;
 beforeEach(async () => {
@@ -24,64 +16,110 @@ afterEach(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-const LMKEY = 'vllm@meta-llama/Llama-3.1-8B@1@0@7f3a9c21e0b44d12@bfloat16';
+const LMKEY = 'meta-llama/Llama-3.1-8B@1@0@7f3a9c21e0b44d12@bfloat16';
 
 describe('LMCache GDS layout', () => {
-  it('quotes like Python urllib.parse.quote(safe="")', () => {
-    expect(pyQuote("a/b c@d!'()*~_.-")).toBe('a%2Fb%20c%40d%21%27%28%29%2A~_.-');
-    expect(chunkHashOf(LMKEY)).toBe('7f3a9c21e0b44d12');
-    expect(chunkHashOf('plain/key')).toMatch(/^[0-9a-f]{64}$/);
-  });
-
   it('writes the data file, header and .metadata where LMCache looks for them', async () => {
     const tier = new GdsTier({ gdsPath: root, useCufile: 'off' });
-    const bytes = new Uint8Array(10_000).map((_, i) => i % 251);
-    await tier.write(LMKEY, bytes, { source: { size: 10_000, etag: '"x"' } });
-    const file = join(root, '7f', '3a', `${pyQuote(LMKEY)}.kvcache.safetensors`);
+    const bytes = new Uint8Array(2 * 2 * 16 * 8 * 2).map((_, i) => i % 251);
+    await tier.writeTensor(
+      LMKEY,
+      bytes,
+      { dtype: 'BF16', shape: [2, 2, 16, 8], fmt: 1 },
+      {
+        source: { size: bytes.byteLength, etag: '"x"' },
+      },
+    );
+    const file = gdsDataPath(root, LMKEY);
+    expect(file).toBe(join(root, '91', '67', `${pyQuote(LMKEY)}.kvcache.safetensors`));
     const disk = readFileSync(file);
-    expect(disk.byteLength).toBe(LMCACHE_HEADER_SIZE + 10_000);
+    expect(disk.byteLength).toBe(GDS_HEADER_SIZE + bytes.byteLength);
     expect(disk.readBigUInt64LE(0)).toBe(4088n);
-    const meta = decodeLmcacheHeader(disk.subarray(0, LMCACHE_HEADER_SIZE))!;
-    expect(meta).toMatchObject({ dtype: 'U8', shape: [10_000], dataOffsets: [0, 10_000] });
+    const meta = decodeGdsHeader(disk.subarray(0, GDS_HEADER_SIZE))!;
+    expect(meta).toMatchObject({
+      dtype: 'BF16',
+      shape: [2, 2, 16, 8],
+      fmt: 1,
+      dataOffsets: [0, bytes.byteLength],
+    });
     expect(meta.metadata.lmcache_version).toBe('1');
-    expect(Buffer.from(disk.subarray(LMCACHE_HEADER_SIZE)).equals(Buffer.from(bytes))).toBe(true);
-    expect(readFileSync(`${file}.metadata`).equals(disk.subarray(0, LMCACHE_HEADER_SIZE))).toBe(true);
+    expect(meta.unloadable).toBeUndefined();
+    expect(Buffer.from(disk.subarray(GDS_HEADER_SIZE)).equals(Buffer.from(bytes))).toBe(true);
+    expect(readFileSync(`${file}.metadata`).equals(disk.subarray(0, GDS_HEADER_SIZE))).toBe(true);
     // No temporary files are left behind.
-    expect(readdirSync(join(root, '7f', '3a')).sort()).toEqual(
+    expect(readdirSync(join(root, '91', '67')).sort()).toEqual(
       [`${pyQuote(LMKEY)}.kvcache.safetensors`, `${pyQuote(LMKEY)}.kvcache.safetensors.metadata`].sort(),
     );
-    expect((await tier.stat(LMKEY))?.source).toEqual({ size: 10_000, etag: '"x"' });
+    expect((await tier.stat(LMKEY))?.source).toEqual({ size: bytes.byteLength, etag: '"x"' });
+    expect(await tier.describe(LMKEY)).toMatchObject({ dtype: 'BF16', shape: [2, 2, 16, 8] });
     await tier.close();
+  });
+
+  it("records the key's dtype, and the configured chunk shape, for plain writes", async () => {
+    const tier = new GdsTier({ gdsPath: root, useCufile: 'off', kvShape: [2, 2, 16, 8] });
+    await tier.write(LMKEY, new Uint8Array(2 * 2 * 10 * 8 * 2)); // a partial chunk: 10 tokens
+    expect(await tier.describe(LMKEY)).toMatchObject({ dtype: 'BF16', shape: [2, 2, 10, 8], fmt: 1 });
+    await tier.write('m@1@0@abcdef0123@fp8_e4m3fn', new Uint8Array(7));
+    expect(await tier.describe('m@1@0@abcdef0123@fp8_e4m3fn')).toMatchObject({
+      dtype: 'F8E4M3FN',
+      shape: [7],
+    });
+    // A key that is not LMCache's is stored as bytes.
+    await tier.write('plain/key', new Uint8Array(3));
+    expect(await tier.describe('plain/key')).toMatchObject({ dtype: 'U8', shape: [3], fmt: 4 });
+    await expect(
+      tier.writeTensor(LMKEY, new Uint8Array(10), { dtype: 'BF16', shape: [2, 2, 16, 8], fmt: 1 }),
+    ).rejects.toThrow(/10 bytes written, the tensor described holds 1024/);
+    await tier.close();
+  });
+
+  it('keys print canonically: a non-canonical spelling finds the same files', async () => {
+    const tier = new GdsTier({ gdsPath: root, useCufile: 'off' });
+    await tier.write('m@1@0@00ff00ff00ff@half', new Uint8Array([1, 2]));
+    expect(existsSync(gdsDataPath(root, 'm@1@0@ff00ff00ff@half'))).toBe(true);
+    expect([...(await tier.read('m@1@0@ff00ff00ff@half'))!]).toEqual([1, 2]);
+    const keys: string[] = [];
+    for await (const m of tier.list()) keys.push(m.key);
+    expect(keys).toEqual(['m@1@0@ff00ff00ff@half']);
+    await tier.close();
+  });
+
+  it('shards writes by GPU over several paths and reads from any (gds_path_sharding: by_gpu)', async () => {
+    const paths = `${root}/nvme0,${root}/nvme1`;
+    const gpu1 = new GdsTier({ gdsPath: paths, useCufile: 'off', device: 1 });
+    await gpu1.write(LMKEY, new Uint8Array([9, 9]));
+    expect(existsSync(gdsDataPath(join(root, 'nvme1'), LMKEY))).toBe(true);
+    expect(existsSync(gdsDataPath(join(root, 'nvme0'), LMKEY))).toBe(false);
+    const gpu0 = new GdsTier({ gdsPath: paths, useCufile: 'off', device: 0 });
+    expect([...(await gpu0.read(LMKEY))!]).toEqual([9, 9]);
+    const listed: string[] = [];
+    for await (const m of gpu0.list()) listed.push(m.key);
+    expect(listed).toEqual([LMKEY]);
+    expect(() => new GdsTier({ gdsPath: paths, gdsPathSharding: 'by_rank' as 'by_gpu' })).toThrow(/by_gpu/);
+    await gpu0.close();
+    await gpu1.close();
   });
 
   it('reads, lists, verifies and evicts a cache LMCache wrote', async () => {
     // An entry exactly as LMCache's _save_gds writes it: BF16 KV chunk, fmt 1.
-    const data = Buffer.alloc(2 * 32 * 256 * 8, 3);
-    const header = encodeLmcacheHeader({
-      dtype: 'BF16',
-      shape: [2, 32, 256, 4],
-      fmt: 1,
-      dataOffsets: [0, data.byteLength],
-      metadata: { lmcache_version: '1' },
-    });
-    const dir = join(root, '7f', '3a');
-    const { mkdir } = await import('node:fs/promises');
-    await mkdir(dir, { recursive: true });
-    const file = join(dir, `${pyQuote(LMKEY)}.kvcache.safetensors`);
+    const data = Buffer.alloc(2 * 32 * 16 * 4 * 2, 3);
+    const header = encodeGdsHeader({ dtype: 'BF16', shape: [2, 32, 16, 4], fmt: 1 });
+    const file = gdsDataPath(root, LMKEY);
+    await mkdir(join(file, '..'), { recursive: true });
     await writeFile(file, Buffer.concat([header, data]));
     await writeFile(`${file}.metadata`, header);
-    const other = 'vllm@m@1@0@00aa00aa@bfloat16';
+    const other = 'm@1@0@00aa00aa00aa@bfloat16';
     const tier = new GdsTier({ gdsPath: root, useCufile: 'auto' });
     await tier.write(other, new Uint8Array(100));
     expect((await tier.read(LMKEY))!.byteLength).toBe(data.byteLength);
-    expect(await tier.describe(LMKEY)).toMatchObject({ dtype: 'BF16', shape: [2, 32, 256, 4], fmt: 1 });
+    expect(await tier.describe(LMKEY)).toMatchObject({ dtype: 'BF16', shape: [2, 32, 16, 4], fmt: 1 });
     const keys: string[] = [];
-    for await (const m of tier.list('vllm@')) keys.push(m.key);
-    expect(keys).toEqual([other, LMKEY].sort());
+    for await (const m of tier.list()) keys.push(m.key);
+    expect(keys).toEqual([LMKEY, 'm@1@0@aa00aa00aa@bfloat16'].sort());
     expect(await tier.verify()).toEqual([]);
     // A torn entry: truncated data and a missing companion are both reported.
     await writeFile(file, Buffer.concat([header, data.subarray(0, 10)]));
-    await rm(`${join(root, '00', 'aa', pyQuote(other))}.kvcache.safetensors.metadata`);
+    await rm(`${gdsDataPath(root, other)}.metadata`);
     const problems = await tier.verify();
     expect(problems.map((p) => p.problem).sort()).toEqual([
       'missing .metadata (LMCache will not load it)',
@@ -95,7 +133,10 @@ describe('LMCache GDS layout', () => {
     await utimes(file, old, old);
     expect(await tier.evict({ idleMs: 600_000 })).toEqual([LMKEY]);
     expect(existsSync(file) || existsSync(`${file}.metadata`)).toBe(false);
-    expect(await tier.evict({ maxBytes: 0 })).toEqual([other]);
+    // A data file still waiting for its .metadata is being published: kept, until it is complete.
+    expect(await tier.evict({ maxBytes: 0 })).toEqual([]);
+    await tier.write(other, new Uint8Array(100));
+    expect(await tier.evict({ maxBytes: 0 })).toEqual(['m@1@0@aa00aa00aa@bfloat16']);
     expect(await tier.prewarm()).toBe(0);
     await tier.close();
   });
@@ -140,7 +181,7 @@ describe('modes and fallback', () => {
 });
 
 describe('LMCache config', () => {
-  it('maps chunk_size, gds_path, cufile_buffer_size and extra_config.use_cufile', async () => {
+  it('maps chunk_size, gds_path, gds_buffer_size (or cufile_buffer_size) and use_gds (or extra_config.use_cufile)', async () => {
     const cfg = parseLmcacheConfig(`
 chunk_size: 256
 gds_path: "${root}/a,${root}/b"
@@ -148,21 +189,29 @@ cufile_buffer_size: 512
 extra_config:
   use_cufile: "False"
   use_direct_io: true
-remote_storage_plugins: ["hf3fs.primary"]
 `);
-    expect(cfg).toMatchObject({ chunkSize: 256, cufileBufferSize: 512, useCufile: 'off', useDirectIo: true });
-    const tier = new GdsTier(gdsOptionsFromLmcache(cfg));
+    const opts = gdsOptionsFromLmcache(cfg, { device: 1 });
+    expect(opts).toMatchObject({
+      chunkSize: 256,
+      cufileBufferSize: 512,
+      useCufile: 'off',
+      useDirectIo: true,
+    });
+    const tier = new GdsTier(opts);
     await tier.ready;
     expect(tier.gdsPaths).toEqual([join(root, 'a'), join(root, 'b')]);
+    expect(tier.layout.writeRoot).toBe(join(root, 'b'));
     expect(tier.bufferBytes).toBe(512 * 1024 * 1024);
     expect(tier.chunkSize).toBe(256);
     expect(tier.mode.device).toBe('posix');
     await tier.close();
+    // Not chosen: auto, as LMCache (which turns GDS off on tmpfs/overlayfs only then).
+    expect(gdsOptionsFromLmcache(parseLmcacheConfig(`gds_path: ${root}`)).useCufile).toBe('auto');
   });
 
   it('refuses malformed configs clearly', () => {
     expect(() => parseLmcacheConfig('chunk_size: [1')).toThrow(/not valid YAML/);
-    expect(() => parseLmcacheConfig('chunk_size: lots')).toThrow(/chunk_size must be a number/);
+    expect(() => parseLmcacheConfig('chunk_size: lots')).toThrow(/chunk_size: expected an integer/);
     expect(() => gdsOptionsFromLmcache(parseLmcacheConfig('chunk_size: 256'))).toThrow(/gds_path is not set/);
   });
 });

@@ -3,8 +3,15 @@
  * with cuFile for device memory where it works and POSIX I/O everywhere else.
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, open, readFile, stat } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import {
+  decodeGdsHeader,
+  GDS_HEADER_SIZE,
+  GDS_WEKA_DATA_SUFFIX,
+  type GdsHeader,
+  type GdsTensor,
+} from '@tierkit/lmcache';
 import {
   CUFILE_FALLBACK_CODES,
   CufileError,
@@ -18,16 +25,18 @@ import {
   oDirectFlag,
   openFile,
 } from '@tierkit/native';
-import { type ObjectMeta, type OpOptions, resolveRange, TierError, throwIfAborted } from '@tierkit/tier-core';
-import { FileTier, type IoEngine, nodeEngine } from './file-tier.js';
 import {
-  decodeLmcacheHeader,
-  LMCACHE_HEADER_SIZE,
-  LMCACHE_METADATA_SUFFIX,
-  LMCACHE_WEKA_DATA_SUFFIX,
-  LmcacheGdsLayout,
-  type LmcacheTensorMeta,
-} from './lmcache-layout.js';
+  type ObjectMeta,
+  type OpOptions,
+  resolveRange,
+  TierError,
+  throwIfAborted,
+  type WriteData,
+  type WriteOptions,
+} from '@tierkit/tier-core';
+import { FileTier, type IoEngine, nodeEngine } from './file-tier.js';
+import { type LmcacheDirProblem, LmcacheGdsDirectory, type PurgeReport } from './lmcache-dir.js';
+import { LmcacheGdsLayout } from './lmcache-layout.js';
 
 export type UseCufile = 'auto' | 'on' | 'off';
 
@@ -43,8 +52,21 @@ export interface GdsTierOptions {
    * `true`/`false` mean 'on'/'off' (LMCache's extra_config.use_cufile).
    */
   readonly useCufile?: UseCufile | boolean;
-  /** CUDA device for device reads (default 0). */
+  /**
+   * CUDA device for device reads (default 0). With several gds paths it also picks
+   * the one writes go to, as LMCache's `gds_path_sharding: by_gpu` does:
+   * paths[device % paths.length]; reads look in every path.
+   */
   readonly device?: number;
+  /** LMCache's gds_path_sharding; only "by_gpu" exists (the default). */
+  readonly gdsPathSharding?: 'by_gpu';
+  /**
+   * The full KV chunk's shape (e.g. [2, layers, 256, hidden] for KV_2LTD), recorded
+   * in the header of plain writes under LMCache keys; `writeTensor` records any shape.
+   */
+  readonly kvShape?: readonly number[];
+  /** MemoryFormat recorded for plain writes (default 1, KV_2LTD). */
+  readonly fmt?: number;
   /** Open data files with O_DIRECT for cuFile (LMCache's use_direct_io); default true. */
   readonly useDirectIo?: boolean;
   /** Host I/O threads of the native pool (default 4; LMCache's disk_io_threads). */
@@ -66,11 +88,7 @@ export interface GdsMode {
   readonly reason: string;
 }
 
-export interface VerifyProblem {
-  readonly key: string;
-  readonly path: string;
-  readonly problem: string;
-}
+export type VerifyProblem = LmcacheDirProblem;
 
 export interface EvictOptions {
   /** Evict least recently used objects until the cache holds at most this many bytes. */
@@ -142,6 +160,8 @@ export class GdsTier extends FileTier {
   readonly chunkSize?: number;
   readonly mode: GdsMode;
   declare readonly layout: LmcacheGdsLayout;
+  /** The directory as LMCache sees it: list, verify, purge in place. */
+  readonly directory: LmcacheGdsDirectory;
   /** Resolves once the directories exist. */
   readonly ready: Promise<void>;
   #pool?: IoPool;
@@ -154,7 +174,26 @@ export class GdsTier extends FileTier {
     const paths = splitPaths(options.gdsPath);
     const fsTypes = paths.map(fsTypeOf);
     const weka = fsTypes.every((t) => t === 'wekafs');
-    const layout = new LmcacheGdsLayout({ paths, ...(weka ? { dataSuffix: LMCACHE_WEKA_DATA_SUFFIX } : {}) });
+    if (options.gdsPathSharding !== undefined && options.gdsPathSharding !== 'by_gpu') {
+      throw new TierError(
+        'INVALID_ARGUMENT',
+        `gdsPathSharding must be "by_gpu" (the only strategy LMCache has), got ${JSON.stringify(options.gdsPathSharding)}`,
+        { retryable: false },
+      );
+    }
+    const device = options.device ?? 0;
+    if (!Number.isInteger(device) || device < 0) {
+      throw new TierError('INVALID_ARGUMENT', `device must be a CUDA device index, got ${device}`, {
+        retryable: false,
+      });
+    }
+    const layout = new LmcacheGdsLayout({
+      paths,
+      writePath: paths[device % paths.length],
+      ...(weka ? { dataSuffix: GDS_WEKA_DATA_SUFFIX } : {}),
+      ...(options.kvShape ? { kvShape: options.kvShape } : {}),
+      ...(options.fmt !== undefined ? { fmt: options.fmt } : {}),
+    });
     const use = normaliseUse(options.useCufile);
     const mib = options.cufileBufferSize ?? 64;
     if (!Number.isFinite(mib) || mib <= 0) {
@@ -174,7 +213,8 @@ export class GdsTier extends FileTier {
     this.gdsPaths = paths;
     this.bufferBytes = Math.round(mib * 1024 * 1024);
     this.useCufile = use;
-    this.device = options.device ?? 0;
+    this.device = device;
+    this.directory = new LmcacheGdsDirectory({ paths, dataSuffix: layout.dataSuffix });
     this.#useDirectIo = options.useDirectIo ?? true;
     if (options.chunkSize !== undefined) this.chunkSize = options.chunkSize;
     this.mode = this.#chooseMode(use, fsTypes);
@@ -229,7 +269,7 @@ export class GdsTier extends FileTier {
         o.size,
         key,
       );
-      fileOffset = LMCACHE_HEADER_SIZE + r.offset;
+      fileOffset = GDS_HEADER_SIZE + r.offset;
       length = r.length;
       if (devOff < 0 || devOff + length > target.size) {
         throw new TierError('INVALID_RANGE', `${length} bytes do not fit the DeviceBuffer at ${devOff}`, {
@@ -330,50 +370,38 @@ export class GdsTier extends FileTier {
     }
   }
 
-  /** The LMCache tensor description of `key` (dtype, shape, fmt), or undefined. */
-  async describe(key: string): Promise<LmcacheTensorMeta | undefined> {
+  /** The LMCache tensor description of `key` (dtype, shape, fmt, metadata), or undefined. */
+  async describe(key: string): Promise<GdsHeader | undefined> {
     const o = await this.openObject(key);
     if (!o) return undefined;
     try {
-      const header = new Uint8Array(LMCACHE_HEADER_SIZE);
+      const header = new Uint8Array(GDS_HEADER_SIZE);
       await o.fh.read(header, 0, header.byteLength, 0);
-      return decodeLmcacheHeader(header);
+      return decodeGdsHeader(header);
     } finally {
       await o.fh.close();
     }
   }
 
   /**
-   * Checks every entry: a readable header, the data length it promises, and a
-   * `.metadata` companion equal to it (what LMCache loads at start-up).
+   * Writes `data` as the tensor `tensor` describes (dtype, shape, MemoryFormat), so
+   * LMCache loads it with that description. The byte count must match the tensor.
+   */
+  async writeTensor(
+    key: string,
+    data: WriteData,
+    tensor: GdsTensor,
+    options?: WriteOptions,
+  ): Promise<ObjectMeta> {
+    return this.writeDescribed(key, data, options, tensor);
+  }
+
+  /**
+   * Checks every entry as LMCache will load it: a readable header LMCache accepts,
+   * the data length it promises, and a `.metadata` companion equal to it.
    */
   async verify(prefix = ''): Promise<VerifyProblem[]> {
-    const problems: VerifyProblem[] = [];
-    for await (const { key, path } of this.layout.scan()) {
-      if (!key.startsWith(prefix)) continue;
-      const fh = await open(path, 'r').catch(() => undefined);
-      if (!fh) continue;
-      try {
-        const header = new Uint8Array(LMCACHE_HEADER_SIZE);
-        const { bytesRead } = await fh.read(header, 0, header.byteLength, 0);
-        const meta = bytesRead === header.byteLength ? decodeLmcacheHeader(header) : undefined;
-        if (!meta) {
-          problems.push({ key, path, problem: 'no valid LMCache header' });
-          continue;
-        }
-        const size = (await fh.stat()).size;
-        const want = LMCACHE_HEADER_SIZE + meta.dataOffsets[1] - meta.dataOffsets[0];
-        if (size < want) problems.push({ key, path, problem: `truncated: ${size} of ${want} bytes` });
-        const companion = await readFile(path + LMCACHE_METADATA_SUFFIX).catch(() => undefined);
-        if (!companion) problems.push({ key, path, problem: 'missing .metadata (LMCache will not load it)' });
-        else if (!Buffer.from(header).equals(companion)) {
-          problems.push({ key, path, problem: '.metadata differs from the data header' });
-        }
-      } finally {
-        await fh.close();
-      }
-    }
-    return problems;
+    return this.directory.verify(prefix);
   }
 
   /** Reads objects once so the page cache (or a tier above) holds them; returns bytes read. */
@@ -389,7 +417,7 @@ export class GdsTier extends FileTier {
           total += await this.engine.read(
             o.fh.fd,
             scratch.subarray(0, Math.min(scratch.byteLength, o.size - at)),
-            LMCACHE_HEADER_SIZE + at,
+            GDS_HEADER_SIZE + at,
           );
         }
       } finally {
@@ -401,29 +429,21 @@ export class GdsTier extends FileTier {
 
   /**
    * Evicts entries by last use (access or modification time), which LMCache itself
-   * never does. Returns the keys removed.
+   * never does: the files the scan found go, .metadata first. Returns the keys removed.
    */
   async evict(options: EvictOptions): Promise<string[]> {
-    const entries: { key: string; size: number; used: number }[] = [];
-    for await (const { key, path } of this.layout.scan()) {
-      throwIfAborted(options.signal);
-      if (options.prefix && !key.startsWith(options.prefix)) continue;
-      const st = await stat(path).catch(() => undefined);
-      if (st) entries.push({ key, size: st.size, used: Math.max(st.atimeMs, st.mtimeMs) });
-    }
-    entries.sort((a, b) => a.used - b.used);
-    const now = Date.now();
-    let total = entries.reduce((n, e) => n + e.size, 0);
-    const removed: string[] = [];
-    for (const e of entries) {
-      const idle = options.idleMs !== undefined && now - e.used >= options.idleMs;
-      const over = options.maxBytes !== undefined && total > options.maxBytes;
-      if (!idle && !over) continue;
-      await this.delete(e.key, options);
-      total -= e.size;
-      removed.push(e.key);
-    }
-    return removed;
+    const report = await this.purge(options);
+    return report.removed.map((r) => r.key);
+  }
+
+  /** evict() with the full report (bytes before and after, what was skipped). */
+  async purge(options: EvictOptions): Promise<PurgeReport> {
+    return this.directory.purge({
+      ...(options.maxBytes !== undefined ? { maxBytes: options.maxBytes } : {}),
+      ...(options.idleMs !== undefined ? { olderThanMs: options.idleMs } : {}),
+      ...(options.prefix !== undefined ? { prefix: options.prefix } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
   }
 
   async close(): Promise<void> {

@@ -22,20 +22,19 @@ export {
 export {
   gdsOptionsFromLmcache,
   type LmcacheConfig,
-  type LmcacheHf3fsConfig,
   loadLmcacheConfig,
   parseLmcacheConfig,
 } from './lmcache-config.js';
 export {
-  chunkHashOf,
-  decodeLmcacheHeader,
-  encodeLmcacheHeader,
-  LMCACHE_DATA_SUFFIX,
-  LMCACHE_HEADER_SIZE,
-  LMCACHE_METADATA_SUFFIX,
-  LmcacheGdsLayout,
-  type LmcacheGdsLayoutOptions,
-  type LmcacheTensorMeta,
-  pyQuote,
-  pyUnquote,
-} from './lmcache-layout.js';
+  type LmcacheDirEntry,
+  type LmcacheDirMetrics,
+  type LmcacheDirOptions,
+  type LmcacheDirProblem,
+  LmcacheGdsDirectory,
+  type PurgeOptions,
+  type PurgeReport,
+  type Purger,
+  type PurgerOptions,
+  startLmcachePurger,
+} from './lmcache-dir.js';
+export { canonicalKey, LmcacheGdsLayout, type LmcacheGdsLayoutOptions } from './lmcache-layout.js';
