@@ -286,3 +286,167 @@ describe('block fill shutdown', () => {
     expect(await stack.read('m')).toEqual(patternBytes(20_000, 4));
   }, 10_000);
 });
+
+/** A gate that operations wait at until `open()`; each wait honours its signal. */
+class Gate {
+  #open = false;
+  readonly #waiting = new Set<() => void>();
+  /** The signal of every operation that reached the gate. */
+  readonly signals: (AbortSignal | undefined)[] = [];
+
+  async pass(signal: AbortSignal | undefined): Promise<void> {
+    this.signals.push(signal);
+    if (this.#open) return;
+    await new Promise<void>((resolve, reject) => {
+      const go = () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        this.#waiting.delete(go);
+        reject(new TierError('ABORTED', 'aborted at the gate', { retryable: false }));
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#waiting.add(go);
+    });
+  }
+
+  open(): void {
+    this.#open = true;
+    for (const go of this.#waiting) go();
+    this.#waiting.clear();
+  }
+}
+
+/** An origin whose block reads (and, with `stats`, stats) wait at a gate. */
+class GatedOrigin extends DelegatingTier {
+  readonly reads = new Gate();
+  readonly stats = new Gate();
+  gateStats = false;
+  override async readInto(key: string, target: Uint8Array, options?: ReadIntoOptions) {
+    await this.reads.pass(options?.signal);
+    return this.inner.readInto(key, target, options);
+  }
+  override async stat(key: string, options?: { signal?: AbortSignal }) {
+    if (this.gateStats) await this.stats.pass(options?.signal);
+    return this.inner.stat(key, options);
+  }
+}
+
+/** A block cache whose partial opens wait at a gate. */
+class GatedOpens extends MemoryBlockTier {
+  readonly opens = new Gate();
+  override async openPartial(
+    key: string,
+    source: SourceMeta,
+    options: PartialOptions,
+  ): Promise<PartialEntry> {
+    await this.opens.pass(options.signal);
+    return super.openPartial(key, source, options);
+  }
+}
+
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setTimeout(r, 1));
+}
+
+describe('aborts stay local', () => {
+  function gated(cache = new MemoryBlockTier({ name: 'cache' })) {
+    const originMem = new MemoryTier({ name: 'origin' });
+    const origin = new GatedOrigin(originMem);
+    const stack = createStack([cache, origin], { blockSize: 1000, fillConcurrency: 2 });
+    return { cache, originMem, origin, stack, bytes: patternBytes(20_500, 21) };
+  }
+
+  // The origin's reads never finish on their own here: a read that settles proves its wait ended by itself.
+  it.each(['read', 'readInto', 'readStream'] as const)(
+    'a %s aborted mid-fill settles ABORTED at once; its fill, wanted by nobody, is cancelled',
+    async (how) => {
+      const { origin, originMem, stack, bytes } = gated();
+      await originMem.write('m', bytes);
+      const ac = new AbortController();
+      const p =
+        how === 'read'
+          ? stack.read('m', { signal: ac.signal })
+          : how === 'readInto'
+            ? stack.readInto('m', new Uint8Array(bytes.byteLength), { signal: ac.signal })
+            : stack.readStream('m', { signal: ac.signal }).then((s) => collect(s!));
+      await until(() => origin.reads.signals.length > 0);
+      ac.abort();
+      const err = await p.then(
+        () => 'served',
+        (e: unknown) => e,
+      );
+      expect(isTierError(err, 'ABORTED')).toBe(true);
+      // Its in-flight origin reads were aborted, under the fill's own signal (not the reader's).
+      await until(() => origin.reads.signals.every((s) => s?.aborted));
+      expect(origin.reads.signals).not.toContain(ac.signal);
+      // The next reader gets a fresh fill, and every byte.
+      origin.reads.open();
+      expect(Buffer.compare(Buffer.from((await stack.read('m'))!), Buffer.from(bytes))).toBe(0);
+    },
+  );
+
+  it('two readers of one key: aborting one leaves the other byte-exact, and the fill goes on', async () => {
+    const { origin, originMem, stack, bytes, cache } = gated();
+    await originMem.write('m', bytes);
+    const ac = new AbortController();
+    const target = new Uint8Array(bytes.byteLength);
+    const a = stack.read('m', { signal: ac.signal });
+    const b = stack.readInto('m', target);
+    await until(() => origin.reads.signals.length > 0);
+    ac.abort();
+    expect(isTierError(await a.catch((e: unknown) => e), 'ABORTED')).toBe(true);
+    // B still wants the fill: nothing of it was cancelled.
+    expect(origin.reads.signals.some((s) => s?.aborted)).toBe(false);
+    origin.reads.open();
+    expect(await b).toBe(bytes.byteLength);
+    expect(Buffer.compare(Buffer.from(target), Buffer.from(bytes))).toBe(0);
+    expect(await cache.read('m')).toEqual(bytes); // published whole
+  });
+
+  it('a shared revalidation does not run under the first reader’s signal', async () => {
+    const { origin, originMem, stack, bytes } = gated();
+    await originMem.write('m', bytes);
+    origin.reads.open();
+    origin.gateStats = true;
+    const ac = new AbortController();
+    const a = stack.read('m', { signal: ac.signal });
+    const b = stack.read('m');
+    await until(() => origin.stats.signals.length > 0);
+    ac.abort();
+    expect(isTierError(await a.catch((e: unknown) => e), 'ABORTED')).toBe(true);
+    expect(origin.stats.signals[0]).toBeUndefined();
+    origin.stats.open();
+    expect(await b).toEqual(bytes);
+  });
+
+  it('a partial open does not run under the first reader’s signal', async () => {
+    const cache = new GatedOpens({ name: 'cache' });
+    const { origin, originMem, stack, bytes } = gated(cache);
+    await originMem.write('m', bytes);
+    origin.reads.open();
+    const ac = new AbortController();
+    const a = stack.read('m', { signal: ac.signal });
+    const b = stack.read('m', { range: { offset: 100, length: 5000 } });
+    await until(() => cache.opens.signals.length > 0);
+    ac.abort();
+    expect(isTierError(await a.catch((e: unknown) => e), 'ABORTED')).toBe(true);
+    expect(cache.opens.signals).toEqual([undefined]);
+    cache.opens.open();
+    expect(await b).toEqual(bytes.subarray(100, 5100));
+  });
+
+  it('close() waits for fills that readers abandoned', async () => {
+    const { origin, originMem, stack, bytes } = gated();
+    await originMem.write('m', bytes);
+    const ac = new AbortController();
+    const p = stack.read('m', { signal: ac.signal });
+    await until(() => origin.reads.signals.length > 0);
+    ac.abort();
+    await p.catch(() => undefined);
+    await stack.close();
+    expect(origin.reads.signals.every((s) => s?.aborted)).toBe(true);
+  });
+});

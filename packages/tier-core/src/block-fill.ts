@@ -12,6 +12,7 @@
  * server far less than many small ones, and `concurrency` spans × 2 pieces
  * keep enough requests in flight for a store where one connection is slow.
  */
+import { setMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
 import { TierError, throwIfAborted } from './errors.js';
 import { sleep } from './layers/retry.js';
@@ -81,6 +82,11 @@ export class BlockFill {
   #handoffBytes = 0;
   /** Piece buffers not in use, kept for the next pieces (their pages are already touched). */
   readonly #buffers: Uint8Array[] = [];
+  /**
+   * The fill's own signal, never a reader's: its source reads run under it, and
+   * it fires (`cancel`) only when no reader wants the fill any more.
+   */
+  readonly #cancel = new AbortController();
 
   constructor(entry: PartialEntry, source: Tier, etag: string | undefined, config: BlockFillConfig) {
     this.entry = entry;
@@ -88,6 +94,28 @@ export class BlockFill {
     this.#etag = etag;
     this.#config = config;
     this.#spanBlocks = Math.max(1, Math.floor(config.spanBytes / entry.blockSize));
+    // Every piece in flight listens on it.
+    setMaxListeners(0, this.#cancel.signal);
+  }
+
+  /** Whether the fill was cancelled. */
+  get cancelled(): boolean {
+    return this.#cancel.signal.aborted;
+  }
+
+  /**
+   * Stops the fill: blocks not started are dropped, source reads in flight are
+   * aborted. For when no reader wants it any more; `settle()` then returns soon.
+   */
+  cancel(): void {
+    if (this.cancelled) return;
+    this.#cancel.abort(
+      new TierError('ABORTED', `fill of '${this.entry.key}' cancelled: no reader wants it`, {
+        key: this.entry.key,
+        retryable: false,
+      }),
+    );
+    this.#dropWanted();
   }
 
   get complete(): boolean {
@@ -157,12 +185,7 @@ export class BlockFill {
 
   /** Waits until no block of this fill is being fetched (before the entry is closed). */
   async settle(): Promise<void> {
-    // Blocks nobody took yet will not be fetched now: their waiters (if any) are told so.
-    const dropped = this.#wanted;
-    this.#wanted = [];
-    for (const b of dropped) {
-      this.#done(b, new TierError('ABORTED', `fill of '${this.entry.key}' closed`, { key: this.entry.key }));
-    }
+    this.#dropWanted();
     while (this.#inflight.size > 0 || this.#workers > 0) {
       await Promise.allSettled([...this.#inflight.values()].map((p) => p.promise));
       if (this.#workers > 0) await sleep(1);
@@ -237,6 +260,15 @@ export class BlockFill {
 
   // — internals —
 
+  /** Blocks nobody took yet will not be fetched now: their waiters (if any) are told so. */
+  #dropWanted(): void {
+    const dropped = this.#wanted;
+    this.#wanted = [];
+    for (const b of dropped) {
+      this.#done(b, new TierError('ABORTED', `fill of '${this.entry.key}' closed`, { key: this.entry.key }));
+    }
+  }
+
   #race(p: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
     if (!signal) return p;
     throwIfAborted(signal);
@@ -249,6 +281,7 @@ export class BlockFill {
 
   #want(b: number): Promise<void> {
     let p = this.#inflight.get(b);
+    if (!p && this.cancelled) return Promise.reject(this.#cancel.signal.reason);
     if (!p) {
       p = pending();
       this.#inflight.set(b, p);
@@ -294,6 +327,7 @@ export class BlockFill {
     const mine: number[] = [];
     const theirs: number[] = [];
     try {
+      throwIfAborted(this.#cancel.signal, entry.key);
       await entry.refresh();
       const claimed: number[] = [];
       for (const b of span) {
@@ -332,7 +366,7 @@ export class BlockFill {
     const entry = this.entry;
     try {
       for (;;) {
-        await sleep(this.#config.pollMs);
+        await sleep(this.#config.pollMs, this.#cancel.signal);
         await entry.refresh();
         if (entry.has(b)) {
           this.#done(b);
@@ -388,10 +422,16 @@ export class BlockFill {
     const bs = entry.blockSize;
     const offset = piece[0]! * bs;
     const length = Math.min(entry.size, (piece[piece.length - 1]! + 1) * bs) - offset;
+    throwIfAborted(this.#cancel.signal, entry.key);
     const buffer = this.#takeBuffer(piece.length * bs);
     try {
       const target = buffer.subarray(0, length);
-      const n = await this.#source.readInto(entry.key, target, { offset, length, ifMatch: this.#etag });
+      const n = await this.#source.readInto(entry.key, target, {
+        offset,
+        length,
+        ifMatch: this.#etag,
+        signal: this.#cancel.signal,
+      });
       if (n === undefined) {
         throw new TierError(
           'CHANGED',

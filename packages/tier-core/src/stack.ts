@@ -5,7 +5,7 @@
  */
 import type { Readable } from 'node:stream';
 import { BlockFill } from './block-fill.js';
-import { isTierError, TierError, throwIfAborted } from './errors.js';
+import { abortError, isTierError, TierError, throwIfAborted } from './errors.js';
 import { assertKey } from './keys.js';
 import { resolveIntoRange, resolveRange } from './ranges.js';
 import type {
@@ -172,7 +172,9 @@ class Stack implements Tier {
   #blockBytes = 0;
   #closed = false;
   /** Key → block fill in progress, with the number of readers using it. */
-  readonly #fills = new Map<string, { fill: Promise<BlockFill>; etag: string | undefined; refs: number }>();
+  readonly #fills = new Map<string, FillSlot>();
+  /** Fills being closed after their last reader left (awaited by `close`). */
+  readonly #closing = new Set<Promise<void>>();
 
   constructor(tiers: readonly Tier[], options: StackOptions) {
     if (tiers.length === 0) {
@@ -372,6 +374,7 @@ class Stack implements Tier {
     if (this.#closed) return;
     this.#closed = true;
     await Promise.all([...this.#promoting.values()].map((p) => p.catch(() => undefined)));
+    await Promise.all([...this.#closing]);
     if (this.#o.closeTiers) await Promise.all(this.#tiers.map((t) => t.close()));
   }
 
@@ -474,7 +477,8 @@ class Stack implements Tier {
     how: ServeHow<T>,
   ): Promise<T | undefined> {
     const source = sourceOf(meta);
-    const fill = await this.#openFill(b, i, key, source, signal);
+    const slot = await this.#openFill(b, i, key, source, signal);
+    const fill = await slot.fill;
     let handedOff = false;
     try {
       // Another process may have published the copy between our miss and our open
@@ -490,13 +494,14 @@ class Stack implements Tier {
       this.#count(this.#tiers[b]!, v, how.size);
       if (how.streaming) {
         handedOff = true;
-        (v as unknown as Readable).once('close', () => void this.#closeFill(key, fill));
+        (v as unknown as Readable).once('close', () => void this.#closeFill(key, slot, false));
       } else {
         await this.#finishFill(b, key, meta, fill);
       }
       return v;
     } finally {
-      if (!handedOff) await this.#closeFill(key, fill);
+      // A reader that gave up (its signal) does not wait for the fill to wind down.
+      if (!handedOff) await this.#closeFill(key, slot, !signal?.aborted);
     }
   }
 
@@ -511,47 +516,84 @@ class Stack implements Tier {
     }
   }
 
+  /**
+   * The fill of `key` that this reader joins (one per key and version), opened
+   * without the reader's signal: other readers share it. The reader's signal
+   * only ends its own wait.
+   */
   async #openFill(
     b: number,
     i: number,
     key: string,
     source: SourceMeta,
     signal: AbortSignal | undefined,
-  ): Promise<BlockFill> {
-    let slot = this.#fills.get(key);
-    if (slot && slot.etag !== source.etag) slot = undefined;
-    if (!slot) {
-      const cache = this.#tiers[b]! as Tier & BlockCache;
-      const fill = cache.openPartial(key, source, { blockSize: this.#o.blockSize, signal }).then(
-        (entry) =>
-          new BlockFill(entry, this.#tiers[i]!, source.etag, {
-            concurrency: this.#o.fillConcurrency,
-            spanBytes: this.#o.spanBytes,
-            pollMs: this.#o.fillPollMs,
-          }),
-      );
-      slot = { fill, etag: source.etag, refs: 0 };
-      this.#fills.set(key, slot);
-    }
-    slot.refs++;
-    try {
-      return await slot.fill;
-    } catch (err) {
-      slot.refs--;
-      if (this.#fills.get(key) === slot) this.#fills.delete(key);
-      throw err;
+  ): Promise<FillSlot & { fill: Promise<BlockFill> }> {
+    for (;;) {
+      let slot = this.#fills.get(key);
+      if (slot?.closing) {
+        // The last fill of this key is winding down: its entry closes before another opens.
+        await raceSignal(
+          slot.closing.catch(() => undefined),
+          signal,
+          key,
+        );
+        continue;
+      }
+      if (slot && slot.etag !== source.etag) slot = undefined;
+      if (!slot) {
+        const cache = this.#tiers[b]! as Tier & BlockCache;
+        const fill = cache.openPartial(key, source, { blockSize: this.#o.blockSize }).then(
+          (entry) =>
+            new BlockFill(entry, this.#tiers[i]!, source.etag, {
+              concurrency: this.#o.fillConcurrency,
+              spanBytes: this.#o.spanBytes,
+              pollMs: this.#o.fillPollMs,
+            }),
+        );
+        fill.catch(() => undefined);
+        slot = { fill, etag: source.etag, refs: 0 };
+        this.#fills.set(key, slot);
+      }
+      slot.refs++;
+      try {
+        await raceSignal(slot.fill, signal, key);
+        return slot;
+      } catch (err) {
+        await this.#closeFill(key, slot, false);
+        throw err;
+      }
     }
   }
 
-  async #closeFill(key: string, fill: BlockFill): Promise<void> {
-    const slot = this.#fills.get(key);
-    if (slot && --slot.refs > 0) return;
-    if (slot) this.#fills.delete(key);
-    // Fetches a failed read left running must finish before their entry closes.
-    await fill.settle();
-    this.#blockBytes += fill.fetchedBytes;
-    fill.fetchedBytes = 0;
-    await fill.entry.close();
+  /**
+   * One reader leaves the fill. The last one cancels it (source reads in flight
+   * are aborted) and closes its entry; `wait` says whether the reader waits for
+   * that (a reader that gave up does not).
+   */
+  async #closeFill(key: string, slot: FillSlot, wait: boolean): Promise<void> {
+    if (--slot.refs > 0) return;
+    const closing = (async () => {
+      let fill: BlockFill;
+      try {
+        fill = await slot.fill;
+      } catch {
+        return; // never opened: nothing to close
+      }
+      fill.cancel();
+      // Fetches still running must finish before their entry closes.
+      await fill.settle();
+      this.#blockBytes += fill.fetchedBytes;
+      fill.fetchedBytes = 0;
+      await fill.entry.close();
+    })()
+      .catch((error) => this.#o.onWarning?.({ key, tier: this.name, op: 'close-fill', error }))
+      .finally(() => {
+        if (this.#fills.get(key) === slot) this.#fills.delete(key);
+        this.#closing.delete(closing);
+      });
+    slot.closing = closing;
+    this.#closing.add(closing);
+    if (wait) await closing;
   }
 
   #count<T>(t: Tier, v: T, size: (v: T) => number): T {
@@ -568,16 +610,7 @@ class Stack implements Tier {
       p = this.#promoteFrom(from, key, meta, undefined).finally(() => this.#promoting.delete(key));
       this.#promoting.set(key, p);
     }
-    if (!signal) return p;
-    throwIfAborted(signal, key);
-    return Promise.race([
-      p,
-      new Promise<number>((_, reject) =>
-        signal.addEventListener('abort', () => reject(new TierError('ABORTED', 'aborted', { key })), {
-          once: true,
-        }),
-      ),
-    ]);
+    return raceSignal(p, signal, key);
   }
 
   /**
@@ -644,17 +677,19 @@ class Stack implements Tier {
     }
     let p = this.#validating.get(key);
     if (!p) {
-      p = this.#revalidate(key, signal).finally(() => this.#validating.delete(key));
+      // Shared by every reader of the key: never under one reader's signal.
+      p = this.#revalidate(key).finally(() => this.#validating.delete(key));
       this.#validating.set(key, p);
     }
-    return p;
+    return raceSignal(p, signal, key);
   }
 
-  async #revalidate(key: string, signal: AbortSignal | undefined): Promise<Asked> {
+  /** Checks the cached copies of `key` against the origin (shared: under no reader's signal). */
+  async #revalidate(key: string): Promise<Asked> {
     this.#validations++;
     let origin: ObjectMeta | undefined;
     try {
-      origin = await this.#origin.stat(key, { signal });
+      origin = await this.#origin.stat(key);
     } catch (err) {
       if (this.#o.staleIfError && isTierError(err) && err.code !== 'ABORTED') {
         this.#o.onWarning?.({ key, tier: this.#origin.name, op: 'validate', error: err });
@@ -664,7 +699,7 @@ class Stack implements Tier {
     }
     const stale: Tier[] = [];
     for (const t of this.#caches) {
-      const m = await t.stat(key, { signal });
+      const m = await t.stat(key);
       if (m && (!origin || !matchesSource(m, sourceOf(origin)))) stale.push(t);
     }
     for (const t of stale) {
@@ -689,6 +724,25 @@ class Stack implements Tier {
   #open(): void {
     if (this.#closed) throw new TierError('CLOSED', `stack '${this.name}' is closed`, { retryable: false });
   }
+}
+
+/** A fill of one key and version, shared by `refs` readers; `closing` once the last has left. */
+interface FillSlot {
+  readonly fill: Promise<BlockFill>;
+  readonly etag: string | undefined;
+  refs: number;
+  closing?: Promise<void>;
+}
+
+/** Waits for `p`, or rejects with ABORTED as soon as `signal` fires; `p` runs on either way. */
+function raceSignal<T>(p: Promise<T>, signal: AbortSignal | undefined, key: string): Promise<T> {
+  if (!signal) return p;
+  throwIfAborted(signal, key);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(abortError(signal, key));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** #validate did not ask the origin (not due, or the origin failed and staleIfError served on). */

@@ -173,10 +173,22 @@ describe('direct GETs (plain HTTP, bodies read straight into the destination)', 
     await t.close();
   });
 
-  it('are off for an https endpoint, an injected client, or directGets: false', async () => {
-    expect(tier('https://s3.example.com').directGets).toBe(false);
+  it('serve http and https; are off for an injected client, directGets: false, or unaddressable buckets', async () => {
+    expect(tier('https://s3.example.com').directGets).toBe(true);
+    expect(tier('https://s3.example.com', { forcePathStyle: false }).directGets).toBe(true);
     expect(tier('http://127.0.0.1:9', { directGets: false }).directGets).toBe(false);
+    // An IP has no subdomain for the bucket; a dotted bucket breaks a wildcard certificate.
     expect(tier('http://127.0.0.1:9', { forcePathStyle: false }).directGets).toBe(false);
+    expect(
+      new S3Tier({ bucket: 'a.b', endpoint: 'https://s3.example.com', forcePathStyle: false }).directGets,
+    ).toBe(false);
+    expect(
+      new S3Tier({ bucket: 'My_Bucket', endpoint: 'https://s3.example.com', forcePathStyle: false })
+        .directGets,
+    ).toBe(false);
+    // AWS itself when the region is known: its regional endpoint, virtual-hosted.
+    expect(new S3Tier({ bucket: 'models', region: 'eu-west-1' }).directGets).toBe(true);
+    expect(new S3Tier({ bucket: 'models' }).directGets).toBe(false);
     const own = tier('http://127.0.0.1:9');
     expect(tier('http://127.0.0.1:9', { client: own.client }).directGets).toBe(false);
     await own.close();

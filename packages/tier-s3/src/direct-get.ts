@@ -1,20 +1,22 @@
 /**
- * Ranged GETs over plain HTTP/1.1 sockets whose bodies the kernel copies straight
- * into the caller's memory (net.Socket `onread`, a buffer offered per read).
+ * Ranged GETs over our own HTTP/1.1 sockets, plain or TLS, whose bodies land
+ * straight in the caller's memory (net's `onread`, a buffer offered per read:
+ * the kernel's copy on TCP, OpenSSL's decryption on TLS); see direct-conn.ts.
  *
  * Why: through the SDK (node:http underneath) every ~64 KiB of a body becomes a
  * new Buffer, a stream chunk and a copy. On the bench machine, a 1 GiB object
  * read as 8 MiB ranges × 8 cost about 1.5 s of user CPU that way and 0.1 s here,
  * on two cores shared with the server (bench/README.md). Requests are signed
- * with the SDK's SigV4 signer as the SDK signs them. TLS endpoints, and answers
- * this reader does not take (a 2xx body without Content-Length), stay on the SDK.
+ * with the SDK's SigV4 signer as the SDK signs them. Answers this reader does
+ * not take (a 2xx body without Content-Length) go back to the SDK.
  *
  * Responses look like the SDK's (`$metadata.httpStatusCode`, `ETag`,
  * `ContentRange`, errors named by their S3 code), so the tier's checks, retries
  * and error mapping treat both paths alike.
  */
-import { connect, type Socket } from 'node:net';
+import { isIP } from 'node:net';
 import { TierError } from '@tierkit/tier-core';
+import { Conn, NetError, type TlsOptions } from './direct-conn.js';
 
 /** Signs a request the way the SDK does (SigV4 headers). */
 export interface RequestSigner {
@@ -32,13 +34,18 @@ export interface SignableRequest {
 }
 
 export interface DirectGetOptions {
-  /** `http://host:port[/base]`, path-style addressing. */
+  /** `http(s)://host:port[/base]`. */
   readonly endpoint: string;
   readonly bucket: string;
+  /** `bucket.host` rather than `host/bucket` (virtual-hosted addressing). */
+  readonly virtualHosted?: boolean;
+  /** TLS trust for an https endpoint (PEM); default Node's CA store, with NODE_EXTRA_CA_CERTS. */
+  readonly ca?: readonly string[];
   readonly signer: RequestSigner;
   readonly maxSockets: number;
-  readonly requestTimeoutMs: number;
-  readonly connectionTimeoutMs: number;
+  /** No byte for this long, waiting for an answer or within a body: ETIMEDOUT (`timeout: 'idle'`). */
+  readonly idleTimeoutMs: number;
+  readonly connectTimeoutMs: number;
   /** Idle keep-alive sockets close after this long (default 4 s: under common server limits). */
   readonly idleMs?: number;
 }
@@ -50,6 +57,8 @@ export interface DirectResponse {
   readonly ContentRange: string | undefined;
   readonly ContentLength: number | undefined;
   readonly LastModified: Date | undefined;
+  readonly ServerSideEncryption: string | undefined;
+  readonly SSECustomerAlgorithm: string | undefined;
   readonly Body: DirectBody;
 }
 
@@ -70,17 +79,6 @@ export class DirectUnsupported extends Error {
   override readonly name = 'DirectUnsupported';
 }
 
-class NetError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.code = code;
-  }
-}
-
-const HEAD_MAX = 64 * 1024;
-/** Scratch for reads that are not the body's final place (skipped bytes, error bodies, the first read after a pause). */
-const SCRATCH = 64 * 1024;
 const ERROR_BODY_MAX = 64 * 1024;
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 const STATUS_CODES: Record<number, string> = {
@@ -104,270 +102,12 @@ export function encodeKey(key: string): string {
     .join('/');
 }
 
-type Phase = 'idle' | 'head' | 'wait' | 'body';
-type Offered = 'head' | 'scratch' | 'dest';
-
-/**
- * One keep-alive connection, one request at a time. The head is read into a
- * small buffer; the socket then pauses until the caller names the body's
- * memory (`body`), and every later read lands there.
- */
-class Conn {
-  readonly socket: Socket;
-  readonly ready: Promise<void>;
-  reusable = true;
-  used = false;
-  idleTimer: NodeJS.Timeout | undefined;
-  #buf = new Uint8Array(HEAD_MAX + SCRATCH);
-  #headLen = 0;
-  #headEnd = 0;
-  #phase: Phase = 'idle';
-  #offered: Offered = 'scratch';
-  #dest: Uint8Array | undefined;
-  #destAt = 0;
-  #destEnd = 0;
-  #skip = 0;
-  #seen = 0;
-  #expected = 0;
-  #onBytes: ((n: number) => void) | undefined;
-  #onHead: ((r: string | Error) => void) | undefined;
-  #onBody: ((err: Error | undefined) => void) | undefined;
-  #error: Error | undefined;
-
-  constructor(host: string, port: number, connectTimeoutMs: number) {
-    this.socket = connect({
-      host,
-      port,
-      noDelay: true,
-      onread: { buffer: () => this.#nextBuffer(), callback: (n) => this.#onRead(n) },
-    });
-    this.ready = new Promise<void>((resolve, reject) => {
-      // 0: no connect timeout, as the SDK reads it.
-      const t =
-        connectTimeoutMs > 0
-          ? setTimeout(
-              () => this.socket.destroy(new NetError('ETIMEDOUT', `connect to ${host}:${port} timed out`)),
-              connectTimeoutMs,
-            )
-          : undefined;
-      this.socket.once('connect', () => {
-        clearTimeout(t);
-        resolve();
-      });
-      this.socket.once('close', () => {
-        clearTimeout(t);
-        reject(this.#error ?? new NetError('ECONNREFUSED', `connect to ${host}:${port} failed`));
-      });
-    });
-    this.ready.catch(() => {});
-    this.socket.on('error', (err) => this.#fail(err));
-    this.socket.on('end', () => this.#fail(new NetError('ECONNRESET', 'the server closed the connection')));
-    this.socket.on('close', () => this.#fail(new NetError('ECONNRESET', 'the connection closed')));
-    this.socket.on('timeout', () =>
-      this.socket.destroy(new NetError('ETIMEDOUT', 'no answer from the server within the request timeout')),
-    );
-  }
-
-  get alive(): boolean {
-    return this.reusable && !this.#error && !this.socket.destroyed;
-  }
-  /** Body bytes received. */
-  get seen(): number {
-    return this.#seen;
-  }
-  /** Whether a failure came before any byte of the answer (a stale keep-alive socket). */
-  get nothingReceived(): boolean {
-    return this.#headLen === 0;
-  }
-
-  /** Sends a request; resolves with the raw head of the answer. */
-  request(text: string, timeoutMs: number): Promise<string> {
-    this.used = true;
-    this.#phase = 'head';
-    this.#headLen = 0;
-    this.#seen = 0;
-    this.#expected = 0;
-    this.socket.setTimeout(timeoutMs);
-    return new Promise((resolve, reject) => {
-      this.#onHead = (r) => (r instanceof Error ? reject(r) : resolve(r));
-      if (this.#error) this.#fail(this.#error);
-      else {
-        // Reading may still be paused after the last answer's head (its body came with it).
-        this.socket.resume();
-        this.socket.write(text);
-      }
-    });
-  }
-
-  /**
-   * Reads the body (`expected` bytes) into `dest[at, at + length)` after
-   * skipping `skip` bytes of it; resolves when that range is in or the body
-   * ended early (then `seen < expected`), rejects on a broken connection.
-   */
-  body(
-    expected: number,
-    dest: Uint8Array,
-    at: number,
-    skip: number,
-    length: number,
-    onBytes: ((n: number) => void) | undefined,
-  ): Promise<void> {
-    this.#expected = expected;
-    this.#dest = dest;
-    this.#destAt = at;
-    this.#destEnd = at + length;
-    this.#skip = skip;
-    this.#onBytes = onBytes;
-    this.#phase = 'body';
-    const early = this.#headLen - this.#headEnd;
-    return new Promise((resolve, reject) => {
-      this.#onBody = (err) => (err ? reject(err) : resolve());
-      if (early > expected) {
-        // Bytes past the Content-Length came with the head: nothing of this answer is to be trusted.
-        this.destroy(new NetError('EPROTO', 'the server sent more than its Content-Length'));
-        return;
-      }
-      this.#seen = early;
-      this.#take(this.#buf.subarray(this.#headEnd, this.#headEnd + early));
-      if (this.#error) this.#fail(this.#error);
-      else if (!this.#settle()) this.socket.resume();
-    });
-  }
-
-  release(): void {
-    this.#phase = 'idle';
-    this.#dest = undefined;
-    this.#onBytes = undefined;
-  }
-
-  destroy(err?: Error): void {
-    this.reusable = false;
-    this.socket.destroy(err);
-  }
-
-  #take(bytes: Uint8Array): void {
-    let b = bytes;
-    if (this.#skip > 0) {
-      const s = Math.min(this.#skip, b.byteLength);
-      this.#skip -= s;
-      b = b.subarray(s);
-    }
-    const n = Math.min(this.#destEnd - this.#destAt, b.byteLength);
-    if (n <= 0) return;
-    this.#dest!.set(n === b.byteLength ? b : b.subarray(0, n), this.#destAt);
-    this.#destAt += n;
-    this.#onBytes?.(n);
-  }
-
-  /** Settles the body when the caller's range is complete or the body is over. */
-  #settle(): boolean {
-    const cb = this.#onBody;
-    if (!cb) return false;
-    const full = this.#destAt === this.#destEnd;
-    const ended = this.#seen === this.#expected;
-    if (!full && !ended) return false;
-    // A body longer than the range (a server that ignored Range): the rest is not read.
-    if (!ended) this.reusable = false;
-    this.#onBody = undefined;
-    this.#phase = 'idle';
-    cb(undefined);
-    return true;
-  }
-
-  #nextBuffer(): Uint8Array {
-    if (this.#phase === 'body' && this.#skip === 0) {
-      const want = Math.min(this.#destEnd - this.#destAt, this.#expected - this.#seen);
-      if (want > 0) {
-        this.#offered = 'dest';
-        return this.#dest!.subarray(this.#destAt, this.#destAt + want);
-      }
-    }
-    if (this.#phase === 'head' && this.#headLen < HEAD_MAX) {
-      this.#offered = 'head';
-      return this.#buf.subarray(this.#headLen, HEAD_MAX);
-    }
-    this.#offered = 'scratch';
-    const room = this.#phase === 'body' ? Math.min(SCRATCH, this.#expected - this.#seen) : SCRATCH;
-    return this.#buf.subarray(HEAD_MAX, HEAD_MAX + Math.max(1, room));
-  }
-
-  #onRead(n: number): boolean {
-    if (this.#phase === 'head') {
-      const from = this.#headLen;
-      if (this.#offered !== 'head') {
-        // The first read after a request landed where the idle socket's reads go.
-        if (from + n > HEAD_MAX) {
-          this.destroy(new NetError('EPROTO', 'the answer head is too large'));
-          return false;
-        }
-        this.#buf.copyWithin(from, HEAD_MAX, HEAD_MAX + n);
-      }
-      this.#headLen += n;
-      const end = findHeadEnd(this.#buf, from, this.#headLen);
-      if (end >= 0) {
-        this.#headEnd = end;
-        this.#phase = 'wait';
-        const cb = this.#onHead;
-        this.#onHead = undefined;
-        cb?.(Buffer.from(this.#buf.buffer, this.#buf.byteOffset, end).toString('latin1'));
-        // Paused until the caller says where the body goes (or drops the connection).
-        return this.#phase !== 'wait';
-      }
-      if (this.#headLen >= HEAD_MAX) this.destroy(new NetError('EPROTO', 'the answer head is too large'));
-      return true;
-    }
-    if (this.#phase !== 'body') {
-      // Bytes with no request waiting for them: the connection cannot be trusted.
-      this.destroy(new NetError('EPROTO', 'the server sent bytes no request asked for'));
-      return false;
-    }
-    if (n > this.#expected - this.#seen) {
-      // More than the Content-Length (a scratch read can hold more): never data, and the read fails.
-      this.destroy(new NetError('EPROTO', 'the server sent more than its Content-Length'));
-      return false;
-    }
-    this.#seen += n;
-    if (this.#offered === 'dest') {
-      this.#destAt += n;
-      this.#onBytes?.(n);
-    } else {
-      this.#take(this.#buf.subarray(HEAD_MAX, HEAD_MAX + n));
-    }
-    this.#settle();
-    return true;
-  }
-
-  #fail(err: Error): void {
-    this.reusable = false;
-    this.#error ??= err;
-    const h = this.#onHead;
-    this.#onHead = undefined;
-    h?.(this.#error);
-    const b = this.#onBody;
-    if (b) {
-      this.#onBody = undefined;
-      this.#phase = 'idle';
-      // A body that just stopped comes back short and is reported as truncated, never data;
-      // an abort or a protocol violation fails the read.
-      const e = this.#error as Error & { code?: string };
-      b(e.name === 'AbortError' || e.code === 'EPROTO' ? e : undefined);
-    }
-  }
-}
-
 function hasControlCharacter(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c < 0x20 || c === 0x7f) return true;
   }
   return false;
-}
-
-function findHeadEnd(b: Uint8Array, from: number, to: number): number {
-  for (let i = Math.max(3, from); i < to; i++) {
-    if (b[i] === 10 && b[i - 1] === 13 && b[i - 2] === 10 && b[i - 3] === 13) return i + 1;
-  }
-  return -1;
 }
 
 interface Head {
@@ -471,7 +211,11 @@ export class DirectGets {
   readonly #host: string;
   readonly #hostHeader: string;
   readonly #port: number;
-  readonly #base: string;
+  /** Path before the key: `/bucket` (path style) or `` (virtual-hosted), after the endpoint's own path. */
+  readonly #prefix: string;
+  readonly #protocol: string;
+  readonly #tls: TlsOptions | undefined;
+  #session: Buffer | undefined;
   readonly #idle: Conn[] = [];
   #open = 0;
   readonly #waiters: (() => void)[] = [];
@@ -480,12 +224,33 @@ export class DirectGets {
   constructor(o: DirectGetOptions) {
     this.#o = o;
     const u = new URL(o.endpoint);
-    if (u.protocol !== 'http:')
-      throw new DirectUnsupported(`direct GETs need an http: endpoint, not ${u.protocol}`);
-    this.#host = u.hostname.replace(/^\[|\]$/g, '');
-    this.#port = u.port ? Number(u.port) : 80;
-    this.#hostHeader = u.host;
-    this.#base = u.pathname.replace(/\/+$/, '');
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+      throw new DirectUnsupported(`direct GETs need an http(s): endpoint, not ${u.protocol}`);
+    }
+    this.#protocol = u.protocol;
+    const host = u.hostname.replace(/^\[|\]$/g, '');
+    const dnsName = /^[a-z0-9][a-z0-9.-]*[a-z0-9]$/.test(o.bucket);
+    if (o.virtualHosted && (isIP(host) || !dnsName || (u.protocol === 'https:' && o.bucket.includes('.')))) {
+      // An IP has no subdomains, a bucket with capitals or '_' is no host name (the SDK
+      // addresses it path-style), and a dotted one breaks the wildcard certificate.
+      throw new DirectUnsupported(`bucket '${o.bucket}' cannot be addressed virtual-hosted at ${u.host}`);
+    }
+    this.#host = o.virtualHosted ? `${o.bucket}.${host}` : host;
+    this.#port = u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80;
+    this.#hostHeader = o.virtualHosted ? `${o.bucket}.${u.host}` : u.host;
+    const base = u.pathname.replace(/\/+$/, '');
+    this.#prefix = o.virtualHosted ? base : `${base}/${o.bucket}`;
+    if (u.protocol === 'https:') {
+      this.#tls = {
+        // SNI names a host, never an address (RFC 6066).
+        ...(isIP(this.#host) ? {} : { servername: this.#host }),
+        ...(o.ca ? { ca: [...o.ca] } : {}),
+        ALPNProtocols: ['http/1.1'],
+        onSession: (session: Buffer) => {
+          this.#session = session;
+        },
+      };
+    }
   }
 
   /**
@@ -500,7 +265,7 @@ export class DirectGets {
     signal: AbortSignal | undefined,
   ): Promise<DirectResponse> {
     if (signal?.aborted) throw abortErrorOf(signal);
-    const path = `${this.#base}/${this.#o.bucket}/${encodeKey(key)}`;
+    const path = `${this.#prefix}/${encodeKey(key)}`;
     const headers: Record<string, string> = {
       host: this.#hostHeader,
       range,
@@ -521,7 +286,7 @@ export class DirectGets {
     }
     const signed = await this.#o.signer.sign({
       method: 'GET',
-      protocol: 'http:',
+      protocol: this.#protocol,
       hostname: this.#host,
       port: this.#port,
       path,
@@ -542,7 +307,7 @@ export class DirectGets {
         // (Aborted while signing or waiting for a socket: the listener above came too late.)
         if (signal?.aborted) throw abortErrorOf(signal);
         await conn.ready;
-        head = parseHead(await conn.request(text, this.#o.requestTimeoutMs));
+        head = parseHead(await conn.request(text, this.#o.idleTimeoutMs));
       } catch (err) {
         this.release(conn, false);
         if (signal?.aborted) throw abortErrorOf(signal);
@@ -606,6 +371,8 @@ export class DirectGets {
       ContentRange: h.get('content-range'),
       ContentLength: length,
       LastModified: lm ? new Date(lm) : undefined,
+      ServerSideEncryption: h.get('x-amz-server-side-encryption'),
+      SSECustomerAlgorithm: h.get('x-amz-server-side-encryption-customer-algorithm'),
       Body: new DirectBody(conn, this, length, signal),
     };
   }
@@ -625,7 +392,8 @@ export class DirectGets {
       }
       if (this.#open < this.#o.maxSockets) {
         this.#open++;
-        return new Conn(this.#host, this.#port, this.#o.connectionTimeoutMs);
+        const tls = this.#tls && { ...this.#tls, ...(this.#session ? { session: this.#session } : {}) };
+        return new Conn(this.#host, this.#port, this.#o.connectTimeoutMs, tls);
       }
       await new Promise<void>((resolve, reject) => {
         const wake = () => {

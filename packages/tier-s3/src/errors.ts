@@ -11,6 +11,50 @@ interface SdkLikeError {
   $metadata?: { httpStatusCode?: number };
   $response?: { statusCode?: number };
   cause?: unknown;
+  /** Set by direct GETs on their own timeouts. */
+  timeout?: TimeoutKind;
+}
+
+export type TimeoutKind = 'connect' | 'idle' | 'deadline';
+
+/** A request that ran out of time: retryable, with the kind in `details.timeout`. */
+export function timeoutError(
+  ctx: { op: string; key?: string | undefined; tier: string },
+  kind: TimeoutKind,
+  ms: number | undefined,
+  cause?: unknown,
+): TierError {
+  const where = ctx.key ? ` '${ctx.key}'` : '';
+  const what =
+    kind === 'connect'
+      ? 'no connection to the server'
+      : kind === 'idle'
+        ? 'no bytes from the server'
+        : 'the request did not complete';
+  return new TierError(
+    'UNAVAILABLE',
+    `${ctx.op}${where}: timed out: ${what}${ms ? ` within ${ms} ms` : ''}`,
+    {
+      cause,
+      key: ctx.key,
+      tier: ctx.tier,
+      retryable: true,
+      details: { timeout: kind, ...(ms ? { ms } : {}), status: statusOf(cause) },
+    },
+  );
+}
+
+/** The kind of a timeout thrown by the SDK's handler, a socket, or a direct GET; undefined if none. */
+function timeoutKind(err: unknown): TimeoutKind | undefined {
+  let e = err as SdkLikeError | undefined;
+  for (let depth = 0; e && depth < 4; depth++) {
+    if (e.timeout) return e.timeout;
+    if (e.name === 'TimeoutError' || e.code === 'ETIMEDOUT' || e.code === 'ESOCKETTIMEDOUT') {
+      return /establish a connection|connect/i.test(e.message ?? '') ? 'connect' : 'idle';
+    }
+    e = e.cause as SdkLikeError | undefined;
+  }
+  return undefined;
 }
 
 // Socket-level failures: the request may not have reached the server, or the
@@ -33,6 +77,29 @@ const NETWORK_CODES = new Set([
   'ERR_STREAM_PREMATURE_CLOSE',
 ]);
 
+// A certificate the client does not trust: retrying will not help, the configuration will.
+const TLS_TRUST_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+function tlsTrustCode(err: unknown): string | undefined {
+  let e = err as SdkLikeError | undefined;
+  for (let depth = 0; e && depth < 4; depth++) {
+    if (e.code && TLS_TRUST_CODES.has(e.code)) return e.code;
+    e = e.cause as SdkLikeError | undefined;
+  }
+  return undefined;
+}
+
 const THROTTLE_NAMES = new Set([
   'SlowDown',
   'Throttling',
@@ -44,7 +111,6 @@ const THROTTLE_NAMES = new Set([
   'RequestTimeTooSkewed',
   'InternalError',
   'ServiceUnavailable',
-  'TimeoutError',
   'RequestTimeoutException',
 ]);
 
@@ -105,6 +171,17 @@ export function toTierError(
   if (ctx.signal?.aborted || name === 'AbortError') {
     return new TierError('ABORTED', `${ctx.op}${where}: aborted`, { ...base, retryable: false });
   }
+  const untrusted = tlsTrustCode(err);
+  if (untrusted) {
+    return new TierError(
+      'UNAVAILABLE',
+      `${ctx.op}${where}: the server's TLS certificate is not trusted (${untrusted}): ` +
+        'check the endpoint, or trust its CA with the `ca` option or NODE_EXTRA_CA_CERTS',
+      { ...base, details: { ...base.details, errno: untrusted }, retryable: false },
+    );
+  }
+  const timeout = timeoutKind(err);
+  if (timeout) return timeoutError(ctx, timeout, undefined, err);
   if (name && CONFIG_HINTS[name]) {
     return new TierError('UNAVAILABLE', `${ctx.op}${where}: ${name}: ${CONFIG_HINTS[name]}`, {
       ...base,
@@ -143,10 +220,16 @@ export function toTierError(
     });
   }
   const e = err as SdkLikeError;
-  return new TierError('IO', `${ctx.op}${where}: ${name ? `${name}: ` : ''}${e?.message ?? String(err)}`, {
-    ...base,
-    retryable: false,
-  });
+  // An error answer the SDK could not parse (an HTML 413 from a proxy) still says its status.
+  const http = status !== undefined && status >= 300 ? `the server answered HTTP ${status}: ` : '';
+  return new TierError(
+    'IO',
+    `${ctx.op}${where}: ${http}${name ? `${name}: ` : ''}${e?.message ?? String(err)}`,
+    {
+      ...base,
+      retryable: false,
+    },
+  );
 }
 
 /** A body that ended before its Content-Length (or the requested range): never data. */

@@ -64,20 +64,43 @@ export interface S3TierOptions {
   /** Keys per ListObjectsV2 page (1–1000). Default 1000. */
   readonly listPageSize?: number;
   readonly retry?: S3RetryOptions;
-  /** Socket idle timeout per request in ms. Default 30000. */
+  /**
+   * Idle timeout in ms: a request fails (UNAVAILABLE, retryable, `details.timeout: 'idle'`) when no
+   * byte moves for this long — waiting for the answer or in the middle of a body. 0: none. Default 30000.
+   */
+  readonly idleTimeoutMs?: number;
+  /** TCP connect timeout in ms (`details.timeout: 'connect'`). 0: none. Default 10000. */
+  readonly connectTimeoutMs?: number;
+  /**
+   * Total time one request may take, from sending it until its answer (body included) is read, in ms
+   * (`details.timeout: 'deadline'`); each retry gets its own. 0 (default): no deadline.
+   */
+  readonly requestDeadlineMs?: number;
+  /** @deprecated the old name of `idleTimeoutMs` (it always was an idle timeout). */
   readonly requestTimeoutMs?: number;
-  /** TCP connect timeout in ms. Default 10000. */
+  /** @deprecated the old name of `connectTimeoutMs`. */
   readonly connectionTimeoutMs?: number;
+  /**
+   * Certificates (PEM) to trust for an `https:` endpoint, in addition to Node's CA store
+   * (which `NODE_EXTRA_CA_CERTS` extends). For a private CA (MinIO, Ceph with an internal PKI).
+   */
+  readonly ca?: string | readonly string[];
   /** Most sockets per agent. Default max(64, 2 × concurrency). */
   readonly maxSockets?: number;
   /**
-   * Ranged GETs of a plain-HTTP, path-style endpoint (MinIO, Ceph RGW, a local
-   * store) go over tierkit's own sockets, which the kernel reads straight into
-   * the destination's memory; signed by the SDK's SigV4 signer. Default true;
-   * it applies only with the tier's own client (not an injected one) and an
-   * `http:` endpoint — TLS and AWS itself always go through the SDK.
+   * Ranged GETs go over tierkit's own sockets (plain or TLS), whose reads land
+   * straight in the destination's memory; signed by the SDK's SigV4 signer.
+   * Default true; it applies with the tier's own client (not an injected one)
+   * to an `endpoint` (http or https, path-style or virtual-hosted) or to AWS
+   * when `region` is set; anything else goes through the SDK.
    */
   readonly directGets?: boolean;
+  /**
+   * Check every read that covers a whole single-part object against the MD5 its
+   * ETag is (not under SSE-KMS/SSE-C): a mismatch reads again, then fails with
+   * INTEGRITY. Default true.
+   */
+  readonly verify?: boolean;
 }
 
 export interface ResolvedS3Config {
@@ -99,10 +122,14 @@ export interface ResolvedS3Config {
   readonly uploadConcurrency: number;
   readonly listPageSize: number;
   readonly retry: Required<S3RetryOptions>;
-  readonly requestTimeoutMs: number;
-  readonly connectionTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly requestDeadlineMs: number;
+  /** PEM certificates trusted besides Node's CA store. */
+  readonly ca: readonly string[] | undefined;
   readonly maxSockets: number;
   readonly directGets: boolean;
+  readonly verify: boolean;
 }
 
 function bad(message: string): TierError {
@@ -133,6 +160,22 @@ function checksum(
     throw bad(`${name} must be 'WHEN_SUPPORTED' or 'WHEN_REQUIRED', got ${JSON.stringify(value)}`);
   }
   return value;
+}
+
+/** Node's timers hold at most 2^31 - 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function resolveCa(value: unknown): readonly string[] | undefined {
+  if (value === undefined) return undefined;
+  const list = typeof value === 'string' ? [value] : value;
+  if (
+    !Array.isArray(list) ||
+    list.length === 0 ||
+    !list.every((c) => typeof c === 'string' && c.includes('-----BEGIN CERTIFICATE-----'))
+  ) {
+    throw bad('ca must be a PEM certificate string or a non-empty array of them');
+  }
+  return Object.freeze([...list]);
 }
 
 // Bucket names per the S3 rules (lowercase, digits, dots, hyphens, 3–63 chars),
@@ -225,10 +268,25 @@ export function resolveOptions(options: S3TierOptions): ResolvedS3Config {
       baseDelayMs: int('retry.baseDelayMs', r.baseDelayMs, 100, 0),
       maxDelayMs: int('retry.maxDelayMs', r.maxDelayMs, 5000, 0),
     },
-    requestTimeoutMs: int('requestTimeoutMs', options.requestTimeoutMs, 30_000, 0),
-    connectionTimeoutMs: int('connectionTimeoutMs', options.connectionTimeoutMs, 10_000, 0),
+    idleTimeoutMs: int(
+      'idleTimeoutMs',
+      options.idleTimeoutMs ?? options.requestTimeoutMs,
+      30_000,
+      0,
+      MAX_TIMER_MS,
+    ),
+    connectTimeoutMs: int(
+      'connectTimeoutMs',
+      options.connectTimeoutMs ?? options.connectionTimeoutMs,
+      10_000,
+      0,
+      MAX_TIMER_MS,
+    ),
+    requestDeadlineMs: int('requestDeadlineMs', options.requestDeadlineMs, 0, 0, MAX_TIMER_MS),
+    ca: resolveCa(options.ca),
     maxSockets: int('maxSockets', options.maxSockets, Math.max(64, 2 * concurrency), 1),
     directGets: options.directGets ?? true,
+    verify: options.verify ?? true,
   };
 }
 
@@ -240,6 +298,9 @@ const URL_NUMBERS = [
   'uploadPartSize',
   'uploadConcurrency',
   'listPageSize',
+  'idleTimeoutMs',
+  'connectTimeoutMs',
+  'requestDeadlineMs',
   'requestTimeoutMs',
   'connectionTimeoutMs',
   'maxSockets',
@@ -262,7 +323,8 @@ export function optionsFromUrl(url: string | URL, extra: Partial<S3TierOptions> 
   const fromQuery: Record<string, unknown> = {};
   for (const [k, v] of u.searchParams) {
     if (k === 'region' || k === 'endpoint' || k === 'name') fromQuery[k] = v;
-    else if (k === 'forcePathStyle' || k === 'directGets') fromQuery[k] = v === 'true' || v === '1';
+    else if (k === 'forcePathStyle' || k === 'directGets' || k === 'verify')
+      fromQuery[k] = v === 'true' || v === '1';
     else if (k === 'requestChecksumCalculation' || k === 'responseChecksumValidation') fromQuery[k] = v;
     else if ((URL_NUMBERS as readonly string[]).includes(k)) {
       const n = Number(v);

@@ -38,6 +38,8 @@ export interface StartLocalS3Options {
   readonly directory?: string;
   /** Buckets to create. */
   readonly buckets?: readonly string[];
+  /** Serve https with this key and certificate (PEM); the endpoint is then `https://127.0.0.1:port`. */
+  readonly tls?: { readonly key: string; readonly cert: string };
 }
 
 // The server runs in its own process: s3rver pages ListObjectsV2 with DES-encrypted
@@ -52,7 +54,7 @@ const crypto = require('node:crypto');
 const opts = JSON.parse(process.argv[process.argv.length - 1]);
 const S3rver = require(opts.module);
 const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: opts.directory,
-  configureBuckets: opts.buckets.map((name) => ({ name })) });
+  configureBuckets: opts.buckets.map((name) => ({ name })), ...(opts.tls || {}) });
 const store = server.store;
 const locks = new Map();
 function locked(id, fn) {
@@ -105,7 +107,12 @@ export async function startLocalS3(options: StartLocalS3Options = {}): Promise<L
   }
   const owned = options.directory === undefined;
   const directory = options.directory ?? (await mkdtemp(join(tmpdir(), 'tierkit-s3rver-')));
-  const args = JSON.stringify({ module, directory, buckets: options.buckets ?? [] });
+  const args = JSON.stringify({
+    module,
+    directory,
+    buckets: options.buckets ?? [],
+    ...(options.tls ? { tls: { key: options.tls.key, cert: options.tls.cert } } : {}),
+  });
   const child = spawn(process.execPath, ['--openssl-legacy-provider', '-e', CHILD, args], {
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
@@ -126,7 +133,7 @@ export async function startLocalS3(options: StartLocalS3Options = {}): Promise<L
     throw err;
   }
   return {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     port,
     directory,
     async close() {
@@ -159,7 +166,9 @@ export type Fault =
   /** Destroy the client connection: before forwarding, or after `afterBytes` of the response body. */
   | { readonly kind: 'drop'; readonly afterBytes?: number }
   /** Send the headers (with the full Content-Length), then only `fraction` of the body, then close. */
-  | { readonly kind: 'truncate'; readonly fraction?: number };
+  | { readonly kind: 'truncate'; readonly fraction?: number }
+  /** Forward the answer whole, with one byte of its body inverted (at `at`, default the middle). */
+  | { readonly kind: 'flip'; readonly at?: number };
 
 export interface RequestInfo {
   /** 0-based index of the request through this proxy. */
@@ -199,7 +208,7 @@ export interface Shaping {
 
 export interface FaultProxyStats {
   requests: number;
-  faults: { status: number; drop: number; truncate: number };
+  faults: { status: number; drop: number; truncate: number; flip: number };
 }
 
 export interface FaultProxy {
@@ -287,12 +296,17 @@ function shapedPipe(
   bucket: Bucket | undefined,
   limit: number | undefined,
   onLimit: () => void,
+  flipAt?: number,
 ): void {
   let sent = 0;
   let stopped = false;
   src.on('data', (chunk: Buffer) => {
     if (stopped) return;
     let c = chunk;
+    if (flipAt !== undefined && flipAt >= sent && flipAt < sent + c.length) {
+      c = Buffer.from(c);
+      c[flipAt - sent] = c[flipAt - sent]! ^ 0xff;
+    }
     if (limit !== undefined && sent + c.length >= limit) {
       c = c.subarray(0, limit - sent);
       stopped = true;
@@ -330,7 +344,7 @@ export async function startFaultProxy(options: StartFaultProxyOptions): Promise<
     random = p && typeof p === 'object' && !Array.isArray(p) ? prng((p as RandomFaultPlan).seed) : undefined;
   };
   setPlan(plan);
-  const stats: FaultProxyStats = { requests: 0, faults: { status: 0, drop: 0, truncate: 0 } };
+  const stats: FaultProxyStats = { requests: 0, faults: { status: 0, drop: 0, truncate: 0, flip: 0 } };
   const upstreamAgent = new Agent({ keepAlive: true, maxSockets: 1024 });
   const buckets = new WeakMap<Socket, { down: Bucket; up: Bucket } | null>();
   const bucketsFor = (socket: Socket) => {
@@ -423,13 +437,25 @@ export async function startFaultProxy(options: StartFaultProxyOptions): Promise<
         return;
       }
       if (limit !== undefined) stats.faults[fault!.kind === 'drop' ? 'drop' : 'truncate']++;
+      let flipAt: number | undefined;
+      if (fault?.kind === 'flip' && Number.isFinite(length) && length > 0) {
+        flipAt = Math.min(length - 1, fault.at ?? Math.floor(length / 2));
+        stats.faults.flip++;
+      }
       res.writeHead(ures.statusCode ?? 502, ures.statusMessage, ures.rawHeaders);
       res.flushHeaders();
-      shapedPipe(ures, res, b?.down, limit, () => {
-        // Flush what was written, then cut: a drop resets, a truncation closes cleanly.
-        if (fault?.kind === 'drop') res.socket?.destroy();
-        else res.socket?.end();
-      });
+      shapedPipe(
+        ures,
+        res,
+        b?.down,
+        limit,
+        () => {
+          // Flush what was written, then cut: a drop resets, a truncation closes cleanly.
+          if (fault?.kind === 'drop') res.socket?.destroy();
+          else res.socket?.end();
+        },
+        flipAt,
+      );
     });
     shapedPipe(req, up, b?.up, undefined, () => {});
   };

@@ -1,0 +1,184 @@
+/**
+ * Misbehaving servers for the timeout and TLS tests, over plain TCP or TLS on
+ * 127.0.0.1, and a throwaway certificate made with openssl.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer as createNetServer, type Server, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer as createTlsServer } from 'node:tls';
+
+export interface TestCert {
+  readonly key: string;
+  readonly cert: string;
+}
+
+/** A self-signed certificate for 127.0.0.1, localhost and *.s3.localhost; undefined without openssl. */
+export async function makeCert(): Promise<TestCert | undefined> {
+  const dir = await mkdtemp(join(tmpdir(), 'tierkit-cert-'));
+  try {
+    const ok = await new Promise<boolean>((resolve) =>
+      execFile(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-days',
+          '2',
+          '-subj',
+          '/CN=127.0.0.1',
+          '-addext',
+          'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:s3.localhost,DNS:*.s3.localhost',
+          '-keyout',
+          join(dir, 'key.pem'),
+          '-out',
+          join(dir, 'cert.pem'),
+        ],
+        (err) => resolve(!err),
+      ),
+    );
+    if (!ok) return undefined;
+    return {
+      key: await readFile(join(dir, 'key.pem'), 'utf8'),
+      cert: await readFile(join(dir, 'cert.pem'), 'utf8'),
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export interface RawRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Map<string, string>;
+}
+
+export interface RawServer {
+  readonly endpoint: string;
+  readonly requests: RawRequest[];
+  /** Connections accepted so far. */
+  readonly connections: number;
+  close(): Promise<void>;
+}
+
+/**
+ * An HTTP/1.1 server at the socket level: `answer` writes what it likes for
+ * each request head (request bodies are read and ignored). With `tls`, the same
+ * behind a TLS handshake.
+ */
+export async function rawServer(
+  answer: (req: RawRequest, socket: Socket) => void,
+  tls?: TestCert,
+): Promise<RawServer> {
+  const requests: RawRequest[] = [];
+  const sockets = new Set<Socket>();
+  let connections = 0;
+  const onSocket = (socket: Socket) => {
+    connections++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    let buf = '';
+    let bodyLeft = 0;
+    socket.on('data', (chunk: Buffer) => {
+      let text = chunk.toString('latin1');
+      if (bodyLeft > 0) {
+        const n = Math.min(bodyLeft, text.length);
+        bodyLeft -= n;
+        text = text.slice(n);
+      }
+      buf += text;
+      for (let end = buf.indexOf('\r\n\r\n'); end >= 0 && bodyLeft === 0; end = buf.indexOf('\r\n\r\n')) {
+        const [line, ...rest] = buf.slice(0, end).split('\r\n');
+        buf = buf.slice(end + 4);
+        const headers = new Map(
+          rest.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]),
+        );
+        const [method, path] = line!.split(' ');
+        const req = { method: method!, path: path!, headers };
+        requests.push(req);
+        bodyLeft = Number(headers.get('content-length') ?? 0);
+        const n = Math.min(bodyLeft, buf.length);
+        bodyLeft -= n;
+        buf = buf.slice(n);
+        answer(req, socket);
+      }
+    });
+  };
+  const server: Server = tls
+    ? createTlsServer({ key: tls.key, cert: tls.cert }, onSocket)
+    : createNetServer(onSocket);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    endpoint: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+    requests,
+    get connections() {
+      return connections;
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/** A server whose handshakes never complete: a process that listens and never accepts. */
+export interface BlackHole {
+  readonly endpoint: string;
+  /** Whether a connect to it really hangs here (the kernel drops SYNs once the queue is full). */
+  readonly hangs: boolean;
+  close(): Promise<void>;
+}
+
+export async function blackHole(): Promise<BlackHole> {
+  // The child blocks its event loop right after listening: the kernel queues `backlog`
+  // handshakes, and drops the SYNs of every connect after that.
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const s = require('node:net').createServer();
+       s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
+         process.send(s.address().port, () => {
+           process.disconnect();
+           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 120000);
+         });
+       });`,
+    ],
+    { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] },
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('message', (m) => resolve(m as number));
+    child.once('exit', () => reject(new Error('the listener exited')));
+  });
+  const fillers: Socket[] = [];
+  const probe = (ms: number) =>
+    new Promise<boolean>((resolve) => {
+      const s = new Socket();
+      fillers.push(s);
+      s.on('error', () => resolve(false));
+      const t = setTimeout(() => resolve(true), ms);
+      s.connect(port, '127.0.0.1', () => {
+        clearTimeout(t);
+        resolve(false);
+      });
+    });
+  // Fill the accept queue, then see whether one more connect hangs.
+  let hangs = false;
+  for (let i = 0; i < 8 && !hangs; i++) hangs = await probe(150);
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    hangs,
+    async close() {
+      for (const s of fillers) s.destroy();
+      child.kill('SIGKILL');
+    },
+  };
+}
