@@ -91,6 +91,11 @@ export interface StackStats {
   readonly invalidations: number;
   /** Bytes fetched block by block into partial copies. */
   readonly blockBytesFetched: number;
+  /**
+   * Reads served straight from a lower tier because the cache above could not
+   * hold the object (larger than its maxBytes, or out of space): `onWarning` says which, op 'bypass'.
+   */
+  readonly bypassed: number;
 }
 
 function resolveOptions(options: StackOptions): ResolvedStackOptions {
@@ -170,6 +175,7 @@ class Stack implements Tier {
   #validations = 0;
   #invalidations = 0;
   #blockBytes = 0;
+  #bypassed = 0;
   #closed = false;
   /** Key → block fill in progress, with the number of readers using it. */
   readonly #fills = new Map<string, FillSlot>();
@@ -231,6 +237,7 @@ class Stack implements Tier {
       validations: this.#validations,
       invalidations: this.#invalidations,
       blockBytesFetched: this.#blockBytes,
+      bypassed: this.#bypassed,
     };
   }
 
@@ -414,7 +421,20 @@ class Stack implements Tier {
         t === this.#origin ? await this.#originMeta(key, asked, signal) : await t.stat(key, { signal });
       if (!meta) continue;
       const b = this.#blockTierAbove(i);
-      if (b !== undefined) return this.#serveBlocksRetrying(b, i, key, meta, signal, how);
+      if (b !== undefined) {
+        try {
+          return await this.#serveBlocksRetrying(b, i, key, meta, signal, how);
+        } catch (error) {
+          // A cache too small for the object (or out of space) never fails the read: the
+          // tier that holds it serves it straight through, ranges and all.
+          if (!isTierError(error, 'CAPACITY')) throw error;
+          this.#bypassed++;
+          this.#o.onWarning?.({ key, tier: this.#tiers[b]!.name, op: 'bypass', error });
+          const v = await how.op(t);
+          if (v !== undefined) return this.#count(t, v, how.size);
+          continue;
+        }
+      }
       const holder = await this.#promote(i, key, meta, signal);
       // Serve from the highest tier that now holds it; fall back downwards if it vanished.
       for (let j = holder; j <= i; j++) {
