@@ -544,14 +544,14 @@ export class FsTier implements Tier {
         return meta && matchesSource(meta, source) ? meta : undefined;
       },
       publish: async (key, file, source) => {
-        let published = false;
         try {
           const st = await fsp.stat(file, { bigint: true });
           await this.#publishFile(key, file, st, source, undefined);
-          published = true;
           return await this.#meta(key, st, source);
         } finally {
-          if (!published) await fsp.unlink(file).catch(() => {});
+          // Gone after a rename, except where another handle published the same partial first:
+          // renaming a link onto another name of its own inode does nothing, and leaves the link.
+          await fsp.unlink(file).catch(() => {});
         }
       },
     };
