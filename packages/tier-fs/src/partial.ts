@@ -29,6 +29,7 @@ import { closeSync, constants, promises as fsp, openSync, rmSync, writeSync } fr
 import { join } from 'node:path';
 import { setImmediate as setImmediateP } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
+import { loadAddon } from '@tierkit/native';
 import { isShared, type ReadPool, sharedBytes } from '@tierkit/pool';
 import { type ObjectMeta, type PartialEntry, type SourceMeta, TierError } from '@tierkit/tier-core';
 import type { FsLock, LockFiles } from './lock.js';
@@ -258,12 +259,16 @@ export class FsPartial implements PartialEntry {
   }
 
   /**
-   * Where in `buf` memory is aligned for O_DIRECT. JavaScript cannot see
-   * addresses, but the kernel refuses a direct write from misaligned memory
-   * with EINVAL: the first offset it accepts (for a scratch file of our own)
-   * is aligned. (A direct read would not do: reading a hole checks nothing.)
+   * Where in `buf` memory is aligned for O_DIRECT: from its address, which
+   * @tierkit/native tells. Without the addon, JavaScript cannot see addresses,
+   * but the kernel refuses a direct write from misaligned memory with EINVAL:
+   * the first offset it accepts (for a scratch file of our own) is aligned.
+   * That probe writes synchronously, up to 512 times, so it is the fallback
+   * only. (A direct read would not do: reading a hole checks nothing.)
    */
   #alignmentOf(buf: Uint8Array): number | undefined {
+    const address = addressOf(buf);
+    if (address !== undefined) return (DIRECT_ALIGN - Number(address % BigInt(DIRECT_ALIGN))) % DIRECT_ALIGN;
     const scratch = join(this.#host.dir, privateName('new'));
     let fd: number | undefined;
     try {
@@ -641,5 +646,14 @@ async function readFull(
     const { bytesRead } = await fh.read(target, done, target.byteLength - done, position + done);
     if (bytesRead === 0) throw new TierError('IO', `partial copy of '${key}' is shorter than expected`);
     done += bytesRead;
+  }
+}
+
+/** The address of `view`'s first byte, where @tierkit/native is built. */
+function addressOf(view: Uint8Array): bigint | undefined {
+  try {
+    return loadAddon()?.addressOf(view);
+  } catch {
+    return undefined;
   }
 }
