@@ -1,12 +1,9 @@
 /**
- * @tierkit/native: the addon's JavaScript face. Loading never throws: where the
- * addon was not built, or a vendor library is missing, `capabilities()` says so
- * and callers pick their POSIX path.
+ * @tierkit/native: the addon's JavaScript face. Loading never throws: where no
+ * binary loads (src/load.ts), or a vendor library is missing, `capabilities()` says
+ * so and callers pick their POSIX path.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { type AddonSource, loadBinary } from './load.js';
 
 /** The raw binding (see csrc/addon.cc). Internal: use the wrappers below. */
 export interface Addon {
@@ -122,7 +119,13 @@ export interface Completion {
 }
 
 export interface NativeCapabilities {
-  readonly addon: { readonly loaded: boolean; readonly path?: string; readonly reason?: string };
+  readonly addon: {
+    readonly loaded: boolean;
+    readonly path?: string;
+    /** `prebuild` (the tarball's binary), `build` (compiled here) or `env` (TIERKIT_NATIVE_ADDON). */
+    readonly source?: AddonSource;
+    readonly reason?: string;
+  };
   readonly cuda: LibraryStatus & { readonly deviceCount: number };
   readonly cufile: LibraryStatus & { readonly version?: number };
   readonly hf3fs: LibraryStatus;
@@ -216,48 +219,24 @@ async function callAsync<T>(fn: () => Promise<T>): Promise<T> {
 
 // ------------------------------------------------------------------ loading
 
+export { type AddonLoad, type AddonSource, PREBUILD_FILE, prebuildDir, unavailableNotice } from './load.js';
+
 let addon: Addon | undefined;
 let addonTried = false;
 let addonPath: string | undefined;
+let addonSource: AddonSource | undefined;
 let addonReason: string | undefined;
 
-function packageRoot(): string {
-  // src/index.ts and dist/index.{js,cjs} both sit one level below the package root.
-  return dirname(dirname(fileURLToPath(import.meta.url)));
-}
-
-/** The raw addon, or undefined where it is not built (see `capabilities().addon.reason`). */
+/** The raw addon, or undefined where none loads (see `capabilities().addon.reason`). */
 export function loadAddon(): Addon | undefined {
   if (addonTried) return addon;
   addonTried = true;
-  const root = packageRoot();
-  // TIERKIT_NATIVE_ADDON names the one file to load (a GPU bundle carries its own).
-  const candidates = process.env.TIERKIT_NATIVE_ADDON
-    ? [process.env.TIERKIT_NATIVE_ADDON]
-    : [
-        join(root, 'build', 'Release', 'tierkit_native.node'),
-        join(root, 'build', 'Debug', 'tierkit_native.node'),
-      ];
-  const require = createRequire(import.meta.url);
-  const errors: string[] = [];
-  for (const p of candidates) {
-    if (!existsSync(p)) continue;
-    try {
-      addon = require(p) as Addon;
-      addonPath = p;
-      return addon;
-    } catch (err) {
-      errors.push(`${p}: ${(err as Error).message}`);
-    }
-  }
-  const failed = join(root, 'build', 'failed.json');
-  if (process.env.TIERKIT_NATIVE_ADDON && errors.length === 0) {
-    addonReason = `TIERKIT_NATIVE_ADDON=${process.env.TIERKIT_NATIVE_ADDON} does not exist`;
-  } else if (errors.length > 0) addonReason = `the addon failed to load: ${errors.join('; ')}`;
-  else if (existsSync(failed)) {
-    addonReason = `the addon was not built: ${JSON.parse(readFileSync(failed, 'utf8')).reason}`;
-  } else addonReason = 'the addon was not built (run `npm run build:native -w @tierkit/native`)';
-  return undefined;
+  const r = loadBinary();
+  addon = r.addon as Addon | undefined;
+  addonPath = r.path;
+  addonSource = r.source;
+  addonReason = r.reason;
+  return addon;
 }
 
 /**
@@ -334,7 +313,9 @@ export function capabilities(paths: LibraryPaths = {}): NativeCapabilities {
   const a = loadAddon();
   const p = libPaths(paths);
   return {
-    addon: a ? { loaded: true, path: addonPath } : { loaded: false, reason: addonReason },
+    addon: a
+      ? { loaded: true, path: addonPath, source: addonSource }
+      : { loaded: false, reason: addonReason },
     cuda: loadCuda(p.cuda),
     cufile: loadCufile(p.cufile),
     hf3fs: loadHf3fs(p.hf3fs),
