@@ -5,6 +5,7 @@
  */
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { createStack, MemoryTier } from '@tierkit/tier-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsTier } from './index.js';
 import { fillDisk, type SmallFs, smallFs } from './test-mounts.js';
@@ -58,5 +59,56 @@ describe('a full disk', () => {
     expect((await after.read('m/new.bin'))?.byteLength).toBe(256 * 1024);
     expect(after.count).toBe(entries.size + 1);
     await after.close();
+  });
+});
+
+describe('reads through a cache on a full disk', () => {
+  it('every read succeeds byte-exact from the origin, whole and ranged, and the cache serves what it has', async (ctx) => {
+    if (typeof disk === 'string') return ctx.skip(disk);
+    const root = join(disk.dir, 'through');
+    const origin = new MemoryTier({ name: 'origin' });
+    const objects = new Map(
+      [...Array(6)].map((_, i) => [`m/obj-${i}.bin`, blob(i + 20, 3 * 1024 * 1024 + i)]),
+    );
+    for (const [k, v] of objects) await origin.write(k, v);
+    const cache = new FsTier({ root, name: 'nvme', flushIntervalMs: 0 });
+    const warnings: string[] = [];
+    const stack = createStack([cache, origin], {
+      blockSize: 1024 * 1024,
+      onWarning: (w) => warnings.push(`${w.op}: ${(w.error as Error).message}`),
+    });
+    // One object cached while there is room, and the partial copies of two more opened
+    // (sparse files, no block written): their block writes are what meets the full disk.
+    await stack.fill('m/obj-0.bin');
+    for (const k of ['m/obj-2.bin', 'm/obj-3.bin']) {
+      const v = objects.get(k)!;
+      const p = await cache.openPartial(k, (await origin.stat(k))!, { blockSize: 1024 * 1024 });
+      await p.close();
+      expect(v.byteLength).toBeGreaterThan(0);
+    }
+    const filler = join(disk.dir, 'filler-2');
+    fillDisk(filler);
+    try {
+      expect(await stack.read('m/obj-1.bin')).toBeDefined();
+      const reads = [...objects].map(async ([k, v]) => {
+        const whole = await stack.read(k);
+        expect(Buffer.from(whole!).equals(Buffer.from(v)), k).toBe(true);
+        const part = await stack.read(k, { range: { offset: 1024 * 1024 + 5, length: 100 } });
+        expect(
+          Buffer.from(part!).equals(Buffer.from(v.subarray(1024 * 1024 + 5, 1024 * 1024 + 105))),
+          k,
+        ).toBe(true);
+      });
+      await Promise.all(reads);
+      expect(stack.stats().bypassed).toBeGreaterThan(0);
+      expect((await cache.stat('m/obj-0.bin'))?.size).toBe(objects.get('m/obj-0.bin')!.byteLength);
+      // Space is back: the cache fills again.
+      rmSync(filler);
+      await stack.fill('m/obj-5.bin');
+      expect((await cache.stat('m/obj-5.bin'))?.size).toBe(objects.get('m/obj-5.bin')!.byteLength);
+    } finally {
+      rmSync(filler, { force: true });
+      await stack.close();
+    }
   });
 });

@@ -218,7 +218,12 @@ export class FsPartial implements PartialEntry {
 
   static async #create(host: PartialHost, dir: string, info: Info): Promise<void> {
     const tmp = join(host.dir, privateName('new'));
-    await fsp.mkdir(tmp, { recursive: true });
+    // Not recursive first: a recursive mkdir reports any failure as ENOENT, and a full
+    // disk (ENOSPC) must be told as such, so the stack serves the read from the origin.
+    await fsp.mkdir(tmp).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+      return fsp.mkdir(tmp, { recursive: true });
+    });
     try {
       const data = await fsp.open(join(tmp, `data.${info.id}`), 'wx', host.fileMode);
       await data.truncate(info.source.size);
@@ -326,7 +331,13 @@ export class FsPartial implements PartialEntry {
   async claim(block: number): Promise<boolean> {
     if (this.#claims.has(block)) return true;
     if (this.#closed) return false;
-    const lock = await this.#host.locks.tryAcquire(`p-${keyHash(this.key).slice(0, 32)}-${block}`);
+    let lock: FsLock | undefined;
+    try {
+      lock = await this.#host.locks.tryAcquire(`p-${keyHash(this.key).slice(0, 32)}-${block}`);
+    } catch (err) {
+      // A full disk cannot take the claim's lock file either.
+      throw this.#writeError(err, block);
+    }
     if (!lock) return false;
     if (this.#closed) {
       // Closed while we waited: a claim kept now would never be released.
@@ -364,17 +375,20 @@ export class FsPartial implements PartialEntry {
       this.#direct && !this.#directRefused && this.#directOk(bytes, offset) ? this.#direct : undefined;
     let buffered = !direct;
     try {
-      crc = await this.#writeData(direct ?? this.#data, bytes, offset);
-      if (direct) this.directWrites++;
+      try {
+        crc = await this.#writeData(direct ?? this.#data, bytes, offset);
+        if (direct) this.directWrites++;
+      } catch (err) {
+        // (From a worker the error may come back as a message only.)
+        if (!direct || !/EINVAL/.test(errText(err))) throw err;
+        // The filesystem took O_DIRECT at open but not this write: buffered from now on. The
+        // handle stays open until close(): other blocks' writes may still be using it.
+        this.#directRefused = true;
+        buffered = true;
+        crc = await this.#writeData(this.#data, bytes, offset);
+      }
     } catch (err) {
-      // (From a worker the error may come back as a message only.)
-      if (!direct || !/EINVAL/.test(`${(err as NodeJS.ErrnoException).code} ${(err as Error).message}`))
-        throw err;
-      // The filesystem took O_DIRECT at open but not this write: buffered from now on. The
-      // handle stays open until close(): other blocks' writes may still be using it.
-      this.#directRefused = true;
-      buffered = true;
-      crc = await this.#writeData(this.#data, bytes, offset);
+      throw this.#writeError(err, block);
     }
     await new Promise<void>((resolve, reject) => {
       this.#unmarked.push({ block, crc, buffered, resolve, reject });
@@ -382,6 +396,21 @@ export class FsPartial implements PartialEntry {
     });
     this.#known.failed.delete(block);
     this.#present[block] = TRUSTED;
+  }
+
+  /**
+   * A failed block write, typed: out of space (or quota) is CAPACITY, which a
+   * stack answers by serving the read from the origin; the rest is IO.
+   */
+  #writeError(err: unknown, block: number): TierError {
+    if (err instanceof TierError) return err;
+    const text = errText(err);
+    const full = /ENOSPC|EDQUOT/.test(text);
+    return new TierError(
+      full ? 'CAPACITY' : 'IO',
+      `block ${block} of the partial copy of '${this.key}': ${full ? 'no space left on the cache' : text}`,
+      { cause: err, key: this.key, tier: this.#host.tier, retryable: false },
+    );
   }
 
   /**
@@ -656,4 +685,9 @@ function addressOf(view: Uint8Array): bigint | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** An error's errno and message (a worker's error may come back as a message only). */
+function errText(err: unknown): string {
+  return `${(err as NodeJS.ErrnoException)?.code ?? ''} ${(err as Error)?.message ?? String(err)}`;
 }
