@@ -10,9 +10,11 @@ export default defineConfig([
     target: 'node20',
   },
   {
-    // The CLI is one ESM file with a shebang; the library above is what it imports.
-    entry: { cli: 'src/cli.ts' },
+    // The CLI: a small ESM file with a shebang (help, version) that loads the command
+    // runner, a second file, only when a command runs. No shared chunks: each stands alone.
+    entry: { cli: 'src/cli.ts', 'cli-run': 'src/cli/run.ts' },
     format: ['esm'],
+    splitting: false,
     sourcemap: true,
     clean: false,
     target: 'node20',

@@ -171,6 +171,8 @@ describe('tierkit verify', () => {
 
     const drop = await tierkit(['verify', '--cache', cache, '--drop', '--json']);
     expect(JSON.parse(drop.stdout)).toMatchObject({ dropped: 2 });
+    // It repaired what it found: `tierkit verify --drop && tierkit warm …` goes on to the warm.
+    expect(drop.code, drop.stderr).toBe(0);
     expect(await cachedFiles(cache)).toEqual(['llama/config.json', 'llama/model-00002.safetensors']);
     const rewarm = await tierkit(['warm', '--cache', cache, '--origin', originUrl, 'llama/', '--json']);
     expect(JSON.parse(rewarm.stdout)).toMatchObject({ fetched: 2, fresh: 2 });

@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { parseDuration } from '@tierkit/policy-lru';
 import { createStack, type StackTier, type Tier, TierError, type ValidateMode } from '@tierkit/tier-core';
 import { type FsTier, parseSize } from '@tierkit/tier-fs';
-import { parse as parseYaml } from 'yaml';
+import { ENV_ALIASES, ENV_VARS } from './env-vars.js';
 import { emitUnvalidatedWarning, OfflineServing, OriginOutage, type UnvalidatedNotice } from './offline.js';
 import {
   buildFileTier,
@@ -52,33 +52,7 @@ export interface TierkitConfig {
   readonly nowMs?: number;
 }
 
-/** The `TIERKIT_*` variables and the config field each sets. */
-export const ENV_VARS: Readonly<Record<string, keyof TierkitConfig>> = {
-  TIERKIT_CACHE: 'cache',
-  TIERKIT_ORIGIN: 'origin',
-  TIERKIT_TIERS: 'tiers',
-  TIERKIT_VALIDATE: 'validate',
-  TIERKIT_STALE_IF_ERROR: 'staleIfError',
-  TIERKIT_WRITE_MODE: 'writeMode',
-  TIERKIT_MANIFEST: 'manifest',
-  TIERKIT_CONCURRENCY: 'concurrency',
-  TIERKIT_MAX_BYTES_IN_FLIGHT: 'maxBytesInFlight',
-  TIERKIT_BLOCK_SIZE: 'blockSize',
-  TIERKIT_PURGE_UNUSED_AFTER: 'purgeUnusedAfter',
-  TIERKIT_CHECK_UNUSED_EVERY: 'checkUnusedEvery',
-  TIERKIT_MAX_BYTES: 'maxBytes',
-  TIERKIT_METRICS_PORT: 'metricsPort',
-  TIERKIT_DISABLE_CACHE: 'disableCache',
-  TIERKIT_NOW_MS: 'nowMs',
-};
-
-/**
- * Other names for a variable, honoured when the `TIERKIT_*` one is unset:
- * HPE MLIS's switch for its model cache.
- */
-export const ENV_ALIASES: Readonly<Record<string, string>> = {
-  AIOLI_DISABLE_MODEL_CACHE: 'TIERKIT_DISABLE_CACHE',
-};
+export { ENV_ALIASES, ENV_VARS } from './env-vars.js';
 
 type Kind = 'string' | 'int' | 'size' | 'duration' | 'bool' | 'port' | 'tiers' | 'validate' | 'writeMode';
 
@@ -231,7 +205,7 @@ export async function loadConfigFile(path: string): Promise<TierkitConfig> {
   }
   let doc: unknown;
   try {
-    doc = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    doc = path.endsWith('.json') ? JSON.parse(text) : (await import('yaml')).parse(text);
   } catch (err) {
     throw usage(
       `config file ${path} is not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`,

@@ -37,6 +37,7 @@ export {
   type SchedulePurgeOptions,
   schedulePurge,
 } from './purge.js';
+export { MEGATRON_SLICES, parseSplitRules, SPLIT_PRESETS } from './tensor-split.js';
 export {
   type BuildTierOptions,
   buildTier,
@@ -63,3 +64,10 @@ export {
   type WarmSummary,
   warm,
 } from './warm.js';
+export {
+  DEFAULT_BLOCK_SIZE,
+  type WarmTensorsFile,
+  type WarmTensorsOptions,
+  type WarmTensorsSummary,
+  warmTensors,
+} from './warm-tensors.js';

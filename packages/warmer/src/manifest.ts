@@ -6,7 +6,6 @@ import { readFile } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { assertKey, type ObjectMeta, type Tier, TierError } from '@tierkit/tier-core';
-import { parse as parseYaml } from 'yaml';
 
 export interface Manifest {
   /** Exact keys. */
@@ -15,6 +14,8 @@ export interface Manifest {
   readonly prefixes?: readonly string[];
   /** Keys matching a glob: `*` and `?` within a segment, `**` across segments. */
   readonly globs?: readonly string[];
+  /** Leave out keys matching these globs (`**\/*.bin`), or starting with these prefixes (ending in `/`). */
+  readonly exclude?: readonly string[];
   /** Origin URL the manifest names (model.json's `download_files_from` when it is a URL). */
   readonly origin?: string;
   /** Cache URL the manifest names (model.json's `download_files_to`). */
@@ -77,9 +78,10 @@ export function parseManifest(doc: unknown, baseDir = process.cwd()): Manifest {
   }
   const o = doc as Record<string, unknown>;
   if ('download_files_from' in o) return manifestFromModelJson(o as unknown as ModelJson, baseDir);
-  const known = new Set(['keys', 'prefixes', 'globs', 'include', 'origin', 'cache']);
+  const known = new Set(['keys', 'prefixes', 'globs', 'include', 'exclude', 'origin', 'cache']);
   for (const k of Object.keys(o)) {
-    if (!known.has(k)) throw bad(`manifest: unknown field '${k}' (expected keys, prefixes, globs, include)`);
+    if (!known.has(k))
+      throw bad(`manifest: unknown field '${k}' (expected keys, prefixes, globs, include, exclude)`);
   }
   const list = (name: string): string[] => {
     const v = o[name];
@@ -97,10 +99,12 @@ export function parseManifest(doc: unknown, baseDir = process.cwd()): Manifest {
   };
   const origin = str('origin');
   const cache = str('cache');
+  const exclude = list('exclude');
   return {
     keys: [...list('keys'), ...(loose.keys ?? [])],
     prefixes: [...list('prefixes'), ...(loose.prefixes ?? [])],
     globs: [...list('globs'), ...(loose.globs ?? [])],
+    ...(exclude.length ? { exclude } : {}),
     ...(origin ? { origin } : {}),
     ...(cache ? { cache } : {}),
   };
@@ -122,7 +126,7 @@ export async function loadManifest(path: string): Promise<Manifest> {
   let doc: unknown;
   try {
     if (ext === '.json') doc = JSON.parse(text);
-    else if (ext === '.yaml' || ext === '.yml') doc = parseYaml(text);
+    else if (ext === '.yaml' || ext === '.yml') doc = (await import('yaml')).parse(text);
     else {
       doc = text
         .split('\n')
@@ -145,11 +149,17 @@ export async function loadManifest(path: string): Promise<Manifest> {
 /** Merges manifests (lists concatenated, the first origin/cache wins). */
 export function mergeManifests(
   ...ms: readonly (Manifest | undefined)[]
-): Manifest & { keys: string[]; prefixes: string[]; globs: string[] } {
-  const out = { keys: [] as string[], prefixes: [] as string[], globs: [] as string[] } as {
+): Manifest & { keys: string[]; prefixes: string[]; globs: string[]; exclude: string[] } {
+  const out = {
+    keys: [] as string[],
+    prefixes: [] as string[],
+    globs: [] as string[],
+    exclude: [] as string[],
+  } as {
     keys: string[];
     prefixes: string[];
     globs: string[];
+    exclude: string[];
     origin?: string;
     cache?: string;
   };
@@ -158,6 +168,7 @@ export function mergeManifests(
     out.keys.push(...(m.keys ?? []));
     out.prefixes.push(...(m.prefixes ?? []));
     out.globs.push(...(m.globs ?? []));
+    out.exclude.push(...(m.exclude ?? []));
     out.origin ??= m.origin;
     out.cache ??= m.cache;
   }
@@ -184,6 +195,19 @@ export function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${re}$`);
 }
 
+/** A test for `exclude` patterns: globs, or prefixes (ending in `/`); undefined when there are none. */
+export function excluder(patterns: readonly string[] | undefined): ((key: string) => boolean) | undefined {
+  if (!patterns?.length) return undefined;
+  const tests = patterns.map((p): ((k: string) => boolean) => {
+    if (/[*?]/.test(p)) {
+      const re = globToRegExp(p);
+      return (k) => re.test(k);
+    }
+    return p.endsWith('/') ? (k) => k.startsWith(p) : (k) => k === p;
+  });
+  return (key) => tests.some((t) => t(key));
+}
+
 /** The literal part of a glob before its first wildcard: what to list at the origin. */
 export function globPrefix(glob: string): string {
   const i = glob.search(/[*?]/);
@@ -202,7 +226,7 @@ export async function resolveManifest(
   origin: Tier,
   manifest: Manifest,
   options: { signal?: AbortSignal } = {},
-): Promise<{ items: ObjectMeta[]; missing: string[] }> {
+): Promise<{ items: ObjectMeta[]; missing: string[]; excluded: string[] }> {
   const found = new Map<string, ObjectMeta>();
   const missing: string[] = [];
   const signal = options.signal;
@@ -229,6 +253,14 @@ export async function resolveManifest(
     const re = globToRegExp(glob);
     for await (const m of origin.list(globPrefix(glob), { signal })) if (re.test(m.key)) found.set(m.key, m);
   }
-  const items = [...found.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  return { items, missing };
+  const out = excluder(manifest.exclude);
+  const excluded: string[] = [];
+  const items = [...found.values()]
+    .filter((m) => {
+      if (!out?.(m.key)) return true;
+      excluded.push(m.key);
+      return false;
+    })
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return { items, missing, excluded: excluded.sort() };
 }

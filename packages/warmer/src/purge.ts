@@ -11,6 +11,10 @@ export interface PurgeOptions {
   readonly purgeUnusedAfter?: string | number;
   /** Then drop least recently used entries until the cache holds at most this many bytes. */
   readonly maxBytes?: number;
+  /** Say what would go, remove nothing (in-use entries a real run skips are listed too). */
+  readonly dryRun?: boolean;
+  /** The clock for a dry run's idle test (default Date.now; the cache's own clock for a real run). */
+  readonly now?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -22,6 +26,8 @@ export interface PurgeResult {
   readonly bytesBefore: number;
   readonly bytesAfter: number;
   readonly entriesAfter: number;
+  /** Only planned: nothing was removed. */
+  readonly dryRun?: boolean;
 }
 
 export async function purge(cache: OperatorCache, options: PurgeOptions): Promise<PurgeResult> {
@@ -36,10 +42,58 @@ export async function purge(cache: OperatorCache, options: PurgeOptions): Promis
     });
   }
   await (cache as { ready?: Promise<void> }).ready;
+  if (options.dryRun) return planPurge(cache, idleMs, max, options);
   const bytesBefore = cache.usedBytes;
   const idle = idleMs === undefined ? [] : await cache.purgeIdle(idleMs, { signal: options.signal });
   const overBudget = max === undefined ? [] : await cache.purgeToBytes(max, { signal: options.signal });
   return { idle, overBudget, bytesBefore, bytesAfter: cache.usedBytes, entriesAfter: cache.count };
+}
+
+/** What `purge` would remove: the same rules, read from the entries' last use and pins. */
+async function planPurge(
+  cache: OperatorCache,
+  idleMs: number | undefined,
+  max: number | undefined,
+  options: PurgeOptions,
+): Promise<PurgeResult> {
+  const now = options.now ?? Date.now();
+  const entries: { key: string; size: number; used: number }[] = [];
+  for await (const m of cache.list('', { signal: options.signal })) {
+    const info = await cache.entryInfo(m.key, { signal: options.signal });
+    if (!info || info.pinned) continue;
+    entries.push({ key: info.key, size: info.size, used: info.lastUsed ?? info.lastModified });
+  }
+  entries.sort((a, b) => a.used - b.used || (a.key < b.key ? -1 : 1));
+  const bytesBefore = cache.usedBytes;
+  let bytes = bytesBefore;
+  const idle: string[] = [];
+  const overBudget: string[] = [];
+  const gone = new Set<string>();
+  if (idleMs !== undefined) {
+    for (const e of entries) {
+      if (now - e.used < idleMs) continue;
+      idle.push(e.key);
+      gone.add(e.key);
+      bytes -= e.size;
+    }
+  }
+  if (max !== undefined) {
+    for (const e of entries) {
+      if (bytes <= max) break;
+      if (gone.has(e.key)) continue;
+      overBudget.push(e.key);
+      gone.add(e.key);
+      bytes -= e.size;
+    }
+  }
+  return {
+    idle,
+    overBudget,
+    bytesBefore,
+    bytesAfter: bytes,
+    entriesAfter: cache.count - gone.size,
+    dryRun: true,
+  };
 }
 
 export interface PurgeSchedule {

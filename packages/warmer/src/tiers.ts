@@ -4,11 +4,12 @@
  * parses its own options where it has a URL factory (file, s3), so a typo is
  * refused by the code that knows the option; errors name the config key.
  */
+
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { MemoryTier, type Tier, TierError } from '@tierkit/tier-core';
 import { type FsTier, fsTierFromUrl, parseSize } from '@tierkit/tier-fs';
-import { s3TierFromUrl } from '@tierkit/tier-s3';
+import { checkCacheRoot } from './cache-root.js';
 import { directoryOrigin } from './origin-dir.js';
 
 /** One `tiers:` entry as written: a URL or path, or `{ url, name?, …options }`. */
@@ -221,6 +222,10 @@ export interface BuildTierOptions {
 /** Builds a file: tier synchronously (what the operator commands need). */
 export function buildFileTier(spec: TierSpec, options: BuildTierOptions): FsTier {
   const clock = options.clock ? { clock: options.clock } : {};
+  if (options.role === 'cache') {
+    const q = withQuery(spec).searchParams;
+    if (q.get('create') !== 'false' && q.get('readOnly') !== 'true') checkCacheRoot(localPath(spec));
+  }
   return wrapErrors(spec, () =>
     options.role === 'origin'
       ? directoryOrigin(withQuery(spec), { name: options.name })
@@ -228,8 +233,13 @@ export function buildFileTier(spec: TierSpec, options: BuildTierOptions): FsTier
   );
 }
 
-/** Builds an s3:// tier: credentials and AWS_ENDPOINT_URL(_S3) from the environment. */
-export function buildS3Tier(spec: TierSpec, options: BuildTierOptions): Tier {
+/**
+ * Builds an s3:// tier: credentials and AWS_ENDPOINT_URL(_S3) from the environment.
+ * @tierkit/tier-s3 (the AWS SDK: half a second to load) is imported only here, so
+ * commands that use no S3 tier start without it.
+ */
+export async function buildS3Tier(spec: TierSpec, options: BuildTierOptions): Promise<Tier> {
+  const { s3TierFromUrl } = await import('@tierkit/tier-s3');
   const env = options.env ?? process.env;
   const u = withQuery(spec);
   const endpoint = u.searchParams.has('endpoint')
@@ -300,18 +310,19 @@ export async function buildTier(spec: TierSpec, options: BuildTierOptions): Prom
 }
 
 async function load<T>(pkg: string, spec: TierSpec): Promise<T> {
+  return loadOptional<T>(pkg, `${spec.where}: ${spec.scheme} tiers`);
+}
+
+/** Imports an optional peer dependency; missing, an UNSUPPORTED error saying what needs it and how to install it. */
+export async function loadOptional<T>(pkg: string, what: string): Promise<T> {
   try {
     return (await import(pkg)) as T;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String(err).includes(pkg)) {
-      throw new TierError(
-        'UNSUPPORTED',
-        `${spec.where}: ${spec.scheme} tiers need ${pkg}: npm install ${pkg}`,
-        {
-          cause: err,
-          retryable: false,
-        },
-      );
+      throw new TierError('UNSUPPORTED', `${what} need ${pkg}: npm install ${pkg}`, {
+        cause: err,
+        retryable: false,
+      });
     }
     throw err;
   }

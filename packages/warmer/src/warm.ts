@@ -92,6 +92,8 @@ export interface WarmSummary {
   readonly items: readonly WarmItemResult[];
   /** Keys the manifest names that the origin does not have. */
   readonly missing: readonly string[];
+  /** Keys the manifest's prefixes and globs matched that its `exclude` patterns left out. */
+  readonly excluded: readonly string[];
   readonly fresh: number;
   readonly fetched: number;
   readonly refetched: number;
@@ -157,7 +159,7 @@ export async function warm(
   const cache = tiers[0]!;
   const origin = tiers[tiers.length - 1]!;
   throwIfAborted(signal);
-  let resolved: { items: ObjectMeta[]; missing: string[] };
+  let resolved: { items: ObjectMeta[]; missing: string[]; excluded?: string[] };
   let originError: ItemError | undefined;
   try {
     resolved = await resolveManifest(origin, manifest, { signal });
@@ -167,6 +169,7 @@ export async function warm(
     resolved = await resolveOffline(cache, manifest, signal);
   }
   const { items, missing } = resolved;
+  const excluded = resolved.excluded ?? [];
 
   const results = new Map<string, WarmItemResult>();
   const toFetch: { meta: ObjectMeta; reason?: RefetchReason }[] = [];
@@ -306,6 +309,7 @@ export async function warm(
   return {
     items: list,
     missing,
+    excluded,
     fresh: count('fresh'),
     fetched: count('fetched'),
     refetched: count('refetched'),

@@ -4,9 +4,18 @@ import { assertKey } from '@tierkit/tier-core';
 import { coerce, originFromConfig, usage } from '../config.js';
 import { globToRegExp, manifestFromItems, resolveManifest } from '../manifest.js';
 import { TierkitMetrics } from '../metrics.js';
+import { listPartials } from '../partials.js';
 import { purge, schedulePurge } from '../purge.js';
 import { formatBytes } from '../util.js';
 import { BAD_STATUSES, verify } from '../verify.js';
+import {
+  isLmcache,
+  lmcacheLs,
+  lmcacheMetrics,
+  lmcachePurge,
+  lmcacheStat,
+  lmcacheVerify,
+} from './lmcache-cmds.js';
 import {
   type Ctx,
   disabled,
@@ -25,7 +34,83 @@ function ago(ms: number | undefined, now: number): string {
   return d < 1000 ? 'now' : `${formatDuration(Math.floor(d / 1000) * 1000)} ago`;
 }
 
+type Row = Record<string, unknown> & { key: string; size: number; lastUsed?: number; pinned: boolean };
+
+/** ls's filters (--older-than, --pinned) and order (--sort key|size|used, --reverse). */
+function arrange(ctx: Ctx, rows: Row[], now: number): Row[] {
+  const older = ctx.flags['older-than'] as string | undefined;
+  const idleMs =
+    older === undefined
+      ? undefined
+      : parseDuration(coerce('purgeUnusedAfter', older, '--older-than') as string);
+  const sort = (ctx.flags.sort as string | undefined) ?? 'key';
+  if (!['key', 'size', 'used'].includes(sort))
+    throw usage(`--sort must be key, size or used, got '${sort}'`, '--sort');
+  const out = rows.filter(
+    (r) => (idleMs === undefined || now - (r.lastUsed ?? 0) >= idleMs) && (!ctx.flags.pinned || r.pinned),
+  );
+  const by: Record<string, (a: Row, b: Row) => number> = {
+    key: (a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
+    size: (a, b) => b.size - a.size || by.key!(a, b),
+    used: (a, b) => (a.lastUsed ?? 0) - (b.lastUsed ?? 0) || by.key!(a, b),
+  };
+  out.sort(by[sort]);
+  if (ctx.flags.reverse) out.reverse();
+  return out;
+}
+
+/** ls --by-prefix: one line per prefix (the first --depth segments of the key) with totals. */
+function printGroups(ctx: Ctx, rows: Row[], now: number): void {
+  const depthText = (ctx.flags.depth as string | undefined) ?? '1';
+  if (!/^[1-9]\d*$/.test(depthText))
+    throw usage(`--depth must be an integer ≥ 1, got '${depthText}'`, '--depth');
+  const depth = Number(depthText);
+  const groups = new Map<
+    string,
+    { prefix: string; entries: number; bytes: number; pinned: number; lastUsed?: number }
+  >();
+  for (const r of rows) {
+    const parts = r.key.split('/');
+    const prefix = parts.length > depth ? `${parts.slice(0, depth).join('/')}/` : r.key;
+    const g = groups.get(prefix) ?? { prefix, entries: 0, bytes: 0, pinned: 0 };
+    g.entries++;
+    g.bytes += r.size;
+    if (r.pinned) g.pinned++;
+    if (r.lastUsed !== undefined) g.lastUsed = Math.max(g.lastUsed ?? 0, r.lastUsed);
+    groups.set(prefix, g);
+  }
+  const list = [...groups.values()];
+  const sort = (ctx.flags.sort as string | undefined) ?? 'key';
+  list.sort(
+    sort === 'size'
+      ? (a, b) => b.bytes - a.bytes
+      : sort === 'used'
+        ? (a, b) => (a.lastUsed ?? 0) - (b.lastUsed ?? 0)
+        : (a, b) => (a.prefix < b.prefix ? -1 : 1),
+  );
+  if (ctx.flags.reverse) list.reverse();
+  const total = { entries: rows.length, bytes: rows.reduce((n, r) => n + r.size, 0) };
+  if (ctx.json) {
+    ctx.out(JSON.stringify({ command: 'ls', groups: list, ...total }, null, 2));
+    return;
+  }
+  const table = [['PREFIX', 'ENTRIES', 'SIZE', 'PINNED', 'LAST USED']].concat(
+    list.map((g) => [
+      g.prefix,
+      String(g.entries),
+      formatBytes(g.bytes),
+      String(g.pinned),
+      ago(g.lastUsed, now),
+    ]),
+  );
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  for (const row of table)
+    ctx.out(row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
+  ctx.out(`${list.length} prefixes, ${total.entries} entries, ${formatBytes(total.bytes)}`);
+}
+
 export async function cmdLs(ctx: Ctx): Promise<number> {
+  if (isLmcache(ctx)) return lmcacheLs(ctx);
   const prefix = ctx.positionals[0] ?? '';
   if (ctx.positionals.length > 1) throw usage('ls takes at most one PREFIX');
   if (ctx.config.disableCache) {
@@ -43,14 +128,33 @@ export async function cmdLs(ctx: Ctx): Promise<number> {
   }
   const cache = await openCache(ctx);
   const origin = ctx.flags.check ? await maybeOrigin(ctx) : undefined;
+  if (ctx.flags.check && ctx.flags.partial) {
+    await cache.close();
+    throw usage('ls --check compares complete entries: drop --partial', '--partial');
+  }
   if (ctx.flags.check && !origin) {
     await cache.close();
     throw usage('ls --check needs --origin');
   }
   const now = ctx.config.nowMs ?? Date.now();
   try {
-    const rows: Record<string, unknown>[] = [];
-    for await (const m of cache.list(prefix, { signal: ctx.signal })) {
+    const rows: Row[] = [];
+    // --partial: the objects filled only in part (SIZE is the bytes present).
+    for (const p of ctx.flags.partial ? await listPartials(cache.root, prefix) : []) {
+      rows.push({
+        key: p.key,
+        size: p.bytesPresent,
+        objectSize: p.size,
+        state: `partial ${((p.bytesPresent / Math.max(1, p.size)) * 100).toFixed(0)}%`,
+        coverage: p.size > 0 ? p.bytesPresent / p.size : 1,
+        blocks: p.blocks,
+        blocksPresent: p.blocksPresent,
+        blockSize: p.blockSize,
+        lastUsed: p.lastModified,
+        pinned: cache.isPinned(p.key),
+      });
+    }
+    for await (const m of ctx.flags.partial ? [] : cache.list(prefix, { signal: ctx.signal })) {
       const info = await cache.entryInfo(m.key, { signal: ctx.signal });
       if (!info) continue;
       let state: string = info.metadata === 'stale' ? 'modified' : info.source ? 'cached' : 'unknown';
@@ -71,11 +175,28 @@ export async function cmdLs(ctx: Ctx): Promise<number> {
         sha256: info.checksum?.value,
       });
     }
+    const shown = arrange(ctx, rows, now);
+    if (ctx.flags['by-prefix']) {
+      printGroups(ctx, shown, now);
+      return EXIT_OK;
+    }
     if (ctx.json)
-      ctx.out(JSON.stringify({ command: 'ls', entries: rows, totalBytes: cache.usedBytes }, null, 2));
+      ctx.out(
+        JSON.stringify(
+          {
+            command: 'ls',
+            entries: shown,
+            count: shown.length,
+            bytes: shown.reduce((n, r) => n + (r.size as number), 0),
+            totalBytes: cache.usedBytes,
+          },
+          null,
+          2,
+        ),
+      );
     else {
       const table = [['KEY', 'SIZE', 'STATE', 'LAST USED', 'PINNED']].concat(
-        rows.map((r) => [
+        shown.map((r) => [
           String(r.key),
           formatBytes(r.size as number),
           String(r.state),
@@ -86,7 +207,12 @@ export async function cmdLs(ctx: Ctx): Promise<number> {
       const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
       for (const row of table)
         ctx.out(row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
-      ctx.out(`${rows.length} entries, ${formatBytes(cache.usedBytes)}`);
+      const filtered = shown.length !== rows.length;
+      ctx.out(
+        filtered
+          ? `${shown.length} of ${rows.length} entries, ${formatBytes(shown.reduce((n, r) => n + (r.size as number), 0))} of ${formatBytes(cache.usedBytes)}`
+          : `${rows.length} entries, ${formatBytes(cache.usedBytes)}`,
+      );
     }
     return EXIT_OK;
   } finally {
@@ -96,6 +222,7 @@ export async function cmdLs(ctx: Ctx): Promise<number> {
 }
 
 export async function cmdStat(ctx: Ctx): Promise<number> {
+  if (isLmcache(ctx)) return lmcacheStat(ctx);
   if (ctx.positionals.length === 0) throw usage('stat needs at least one KEY');
   const cache = ctx.config.disableCache ? undefined : await openCache(ctx);
   const origin = await maybeOrigin(ctx);
@@ -142,6 +269,7 @@ export async function cmdStat(ctx: Ctx): Promise<number> {
 }
 
 export async function cmdVerify(ctx: Ctx): Promise<number> {
+  if (isLmcache(ctx)) return lmcacheVerify(ctx);
   if (ctx.config.disableCache) return disabled(ctx, 'verify');
   const cache = await openCache(ctx);
   const origin = await maybeOrigin(ctx);
@@ -168,8 +296,12 @@ export async function cmdVerify(ctx: Ctx): Promise<number> {
       );
       if (summary.bad > 0 && !ctx.flags.drop)
         ctx.err("run 'tierkit verify --drop' to delete bad entries, then warm again");
+      if (summary.dropped > 0)
+        ctx.err("dropped entries are fetched again by the next read or 'tierkit warm'");
     }
-    return summary.bad + summary.errors > 0 ? EXIT_FAILED : EXIT_OK;
+    // A bad entry that was dropped is repaired (the next warm fetches it): `verify --drop && warm` composes.
+    const left = summary.items.filter((i) => BAD_STATUSES.has(i.status) && !i.dropped).length;
+    return left + summary.errors > 0 ? EXIT_FAILED : EXIT_OK;
   } finally {
     await origin?.close();
     await cache.close();
@@ -177,6 +309,7 @@ export async function cmdVerify(ctx: Ctx): Promise<number> {
 }
 
 export async function cmdPurge(ctx: Ctx): Promise<number> {
+  if (isLmcache(ctx)) return lmcachePurge(ctx);
   if (ctx.config.disableCache) return disabled(ctx, 'purge');
   const f = ctx.flags;
   const olderThan = (f['older-than'] ?? f['purge-unused-after']) as string | undefined;
@@ -193,21 +326,26 @@ export async function cmdPurge(ctx: Ctx): Promise<number> {
     throw usage('purge needs --older-than DURATION (e.g. 1w) and/or --max-bytes SIZE');
   }
   const cache = await openCache(ctx);
+  const dryRun = f['dry-run'] === true;
+  if (dryRun && config.checkUnusedEvery !== undefined)
+    throw usage('--dry-run runs once: drop --every', '--dry-run');
   const options = {
     purgeUnusedAfter: config.purgeUnusedAfter,
     maxBytes: config.maxBytes,
     signal: ctx.signal,
+    ...(dryRun ? { dryRun, now: ctx.config.nowMs ?? Date.now() } : {}),
   };
   const report = (r: Awaited<ReturnType<typeof purge>>) => {
     if (ctx.json) {
       ctx.out(JSON.stringify({ command: 'purge', ...r }, null, 2));
       return;
     }
-    for (const k of r.idle) ctx.out(`purged  ${k}  (unused for more than ${config.purgeUnusedAfter})`);
+    const verb = r.dryRun ? 'would purge' : 'purged';
+    for (const k of r.idle) ctx.out(`${verb}  ${k}  (unused for more than ${config.purgeUnusedAfter})`);
     for (const k of r.overBudget)
-      ctx.out(`purged  ${k}  (over the ${formatBytes(config.maxBytes ?? 0)} budget)`);
+      ctx.out(`${verb}  ${k}  (over the ${formatBytes(config.maxBytes ?? 0)} budget)`);
     ctx.out(
-      `purged ${r.idle.length + r.overBudget.length} entries: ${formatBytes(r.bytesBefore)} → ${formatBytes(r.bytesAfter)}, ${r.entriesAfter} entries left`,
+      `${verb} ${r.idle.length + r.overBudget.length} entries: ${formatBytes(r.bytesBefore)} → ${formatBytes(r.bytesAfter)}, ${r.entriesAfter} entries left`,
     );
   };
   const metrics = new TierkitMetrics();
@@ -291,6 +429,7 @@ export async function cmdPin(ctx: Ctx, pin: boolean): Promise<number> {
 }
 
 export async function cmdMetrics(ctx: Ctx): Promise<number> {
+  if (isLmcache(ctx)) return lmcacheMetrics(ctx);
   const port = flag<number>(ctx, 'metrics-port', 'metricsPort') ?? ctx.config.metricsPort;
   const metrics = new TierkitMetrics();
   const cache = ctx.config.disableCache ? undefined : await openCache(ctx);

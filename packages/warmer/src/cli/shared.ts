@@ -30,12 +30,9 @@ export interface Ctx {
   signal: AbortSignal;
 }
 
-export interface Command {
-  summary: string;
-  usage: string;
+/** How a command runs (its help is in help.ts). */
+export interface CommandSpec {
   options: Record<string, Opt>;
-  details: string;
-  examples: string[];
   /** The command takes no positional arguments. */
   noArguments?: boolean;
   run(ctx: Ctx): Promise<number>;
@@ -49,6 +46,7 @@ export const GLOBAL: Record<string, Opt> = {
   validate: { type: 'string' },
   'stale-if-error': { type: 'boolean' },
   json: { type: 'boolean' },
+  quiet: { type: 'boolean', short: 'q' },
   progress: { type: 'string' },
   'disable-cache': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -107,7 +105,7 @@ export function progressMode(ctx: Ctx): 'bar' | 'plain' | 'none' {
       throw usage(`--progress must be bar, plain or none, got '${p}'`, '--progress');
     return p;
   }
-  if (ctx.json) return 'none';
+  if (ctx.json || ctx.flags.quiet) return 'none';
   return process.stderr.isTTY ? 'bar' : 'plain';
 }
 

@@ -11,11 +11,11 @@ import {
   type TierkitConfig,
   usage,
 } from '../config.js';
-import { loadManifest, type Manifest, manifestFromItems, mergeManifests } from '../manifest.js';
+import { globToRegExp, loadManifest, type Manifest, manifestFromItems, mergeManifests } from '../manifest.js';
 import { TierkitMetrics } from '../metrics.js';
 import { ProgressView } from '../progress.js';
 import { formatBytes, formatSeconds } from '../util.js';
-import { warm } from '../warm.js';
+import { type WarmSummary, warm } from '../warm.js';
 import {
   type Ctx,
   disabled,
@@ -26,6 +26,8 @@ import {
   progressMode,
   sayUnvalidated,
 } from './shared.js';
+import { goneFromOrigin, reportCoverage } from './warm-extras.js';
+import { cmdWarmTensors, isTensorWarm } from './warm-tensors-cmd.js';
 
 export const WARM_OPTIONS: Record<string, Opt> = {
   manifest: { type: 'string', short: 'm' },
@@ -35,12 +37,29 @@ export const WARM_OPTIONS: Record<string, Opt> = {
   'dry-run': { type: 'boolean' },
   'no-checksum': { type: 'boolean' },
   'metrics-port': { type: 'string' },
+  'allow-empty': { type: 'boolean' },
+  exclude: { type: 'string', multiple: true },
+};
+
+/** Flags only `warm` takes (not `bake`): coverage, and dropping what the origin no longer has. */
+export const WARM_ONLY_OPTIONS: Record<string, Opt> = {
+  check: { type: 'boolean' },
+  delete: { type: 'boolean' },
+};
+
+/** Flags only `warm` takes (not `bake`): a rank's tensors. */
+export const TENSOR_OPTIONS: Record<string, Opt> = {
+  tensors: { type: 'string', multiple: true },
+  rank: { type: 'string' },
+  'world-size': { type: 'string' },
+  split: { type: 'string', multiple: true },
 };
 
 async function manifestOf(ctx: Ctx): Promise<Manifest> {
   const file = (ctx.flags.manifest as string | undefined) ?? ctx.config.manifest;
   const fromFile = file ? await loadManifest(file) : undefined;
-  const m = mergeManifests(manifestFromItems(ctx.positionals), fromFile);
+  const exclude = (ctx.flags.exclude as string[] | undefined) ?? [];
+  const m = mergeManifests(manifestFromItems(ctx.positionals), fromFile, { exclude });
   if (m.keys.length + m.prefixes.length + m.globs.length === 0) {
     throw usage(
       "nothing to warm: name keys, prefixes ('dir/') or globs ('dir/*.safetensors'), or --manifest FILE",
@@ -70,6 +89,19 @@ async function withMetricsServer(ctx: Ctx, metrics: TierkitMetrics, port: number
   return server;
 }
 
+/** The manifest's prefixes and globs that no object matched. */
+function unmatchedPatterns(m: Manifest, summary: WarmSummary): string[] {
+  // What --exclude left out counts as matched: leaving it out was asked for.
+  const keys = [...summary.items.map((i) => i.key), ...summary.excluded];
+  const out: string[] = [];
+  for (const p of m.prefixes ?? []) if (!keys.some((k) => k.startsWith(p))) out.push(p);
+  for (const g of m.globs ?? []) {
+    const re = globToRegExp(g);
+    if (!keys.some((k) => re.test(k))) out.push(g);
+  }
+  return out;
+}
+
 /** Says once per run that copies were served or kept unvalidated. */
 function onceUnvalidated(ctx: Ctx): (origin: string, error: { code: string; message: string }) => void {
   let said = false;
@@ -81,6 +113,7 @@ function onceUnvalidated(ctx: Ctx): (origin: string, error: { code: string; mess
 }
 
 export async function cmdWarm(ctx: Ctx): Promise<number> {
+  if (isTensorWarm(ctx)) return cmdWarmTensors(ctx, warmConfig(ctx, { keys: [], prefixes: [], globs: [] }));
   const manifest = await manifestOf(ctx);
   const config = warmConfig(ctx, manifest);
   if (config.disableCache) {
@@ -98,20 +131,23 @@ export async function cmdWarm(ctx: Ctx): Promise<number> {
   metrics.trackStack(stack);
   if (cache) metrics.trackCache(cache);
   const server = await withMetricsServer(ctx, metrics, config.metricsPort);
-  const view = new ProgressView(progressMode(ctx), (s) => process.stderr.write(s));
+  const check = ctx.flags.check === true;
+  const dryRun = check || ctx.flags['dry-run'] === true;
+  if (check && ctx.flags.delete) throw usage('--check fetches and deletes nothing: drop --delete', '--check');
+  const view = new ProgressView(check ? 'none' : progressMode(ctx), (s) => process.stderr.write(s));
   try {
     await cache?.ready;
     const summary = await warm(stack, manifest, {
       concurrency: config.concurrency,
       maxBytesInFlight: config.maxBytesInFlight,
       signal: ctx.signal,
-      dryRun: ctx.flags['dry-run'] === true,
+      dryRun,
       checksum: ctx.flags['no-checksum'] !== true,
       staleIfError: config.staleIfError === true,
       onProgress: (p) => view.update(p),
       onItem: (item) => {
         metrics.warmed(item);
-        if (ctx.json) return;
+        if (ctx.json || check) return;
         view.clear();
         const why =
           item.reason === 'changed'
@@ -128,7 +164,23 @@ export async function cmdWarm(ctx: Ctx): Promise<number> {
       },
     });
     view.done();
+    // A prefix or glob that matches nothing is most often a typo: an init container must not start cold silently.
+    const unmatched = summary.originError ? [] : unmatchedPatterns(manifest, summary);
+    const allowEmpty = ctx.flags['allow-empty'] === true;
+    if (!allowEmpty)
+      for (const p of unmatched)
+        ctx.err(`nothing matches '${p}' at the origin — check it and --origin (or pass --allow-empty)`);
     if (summary.originError) unvalidated(origin.name, summary.originError);
+    if (check) return reportCoverage(ctx, summary, allowEmpty ? [] : unmatched);
+    // Only when the origin listed what it has, and no pattern came back empty (a typo would drop everything).
+    const gone =
+      ctx.flags.delete && cache && (allowEmpty || unmatched.length === 0)
+        ? await goneFromOrigin(ctx, cache, manifest, summary)
+        : [];
+    for (const key of gone) {
+      if (!dryRun) await cache!.delete(key, { signal: ctx.signal });
+      if (!ctx.json) ctx.out(`${dryRun ? 'would delete' : 'deleted'}    ${key}  (no longer at the origin)`);
+    }
     for (const key of summary.missing)
       ctx.err(
         summary.originError
@@ -136,19 +188,34 @@ export async function cmdWarm(ctx: Ctx): Promise<number> {
           : `missing    ${key}: not at the origin — check the key and --origin`,
       );
     if (ctx.json) {
-      ctx.out(JSON.stringify({ command: 'warm', ...summary }, null, 2));
+      ctx.out(
+        JSON.stringify(
+          {
+            command: 'warm',
+            ...summary,
+            unmatched,
+            ...(ctx.flags.delete ? { deleted: gone } : {}),
+            ok: summary.ok && (allowEmpty || unmatched.length === 0),
+          },
+          null,
+          2,
+        ),
+      );
     } else {
       const rate = summary.elapsedMs > 0 ? (summary.bytesFetched / summary.elapsedMs) * 1000 : 0;
       ctx.out(
         `warmed ${summary.items.length} objects (${formatBytes(summary.bytesTotal)}) in ${formatSeconds(summary.elapsedMs / 1000)}: ` +
           `${summary.fetched} fetched, ${summary.refetched} refetched (changed), ${summary.fresh} fresh (skipped), ` +
           (summary.unvalidated ? `${summary.unvalidated} kept unvalidated (origin unreachable), ` : '') +
-          `${summary.failed} failed; ${formatBytes(summary.bytesFetched)} from the origin at ${formatBytes(rate)}/s`,
+          `${summary.failed} failed; ${formatBytes(summary.bytesFetched)} from the origin at ${formatBytes(rate)}/s` +
+          (ctx.flags.delete
+            ? `; ${gone.length} ${dryRun ? 'to delete' : 'deleted'} (gone from the origin)`
+            : ''),
       );
       if (summary.aborted)
         ctx.err('interrupted: run the same command again to finish (fetched blocks are kept)');
     }
-    return summary.ok ? EXIT_OK : EXIT_FAILED;
+    return summary.ok && (allowEmpty || unmatched.length === 0) ? EXIT_OK : EXIT_FAILED;
   } finally {
     view.done();
     await server?.close();
