@@ -83,7 +83,8 @@ describe('GDS layout', () => {
     expect(gdsTensorFor('BF16', 2 * 32 * 100 * 1024 * 2, { kvShape: [2, 32, 256, 1024] }).shape).toEqual([
       2, 32, 100, 1024,
     ]);
-    expect(gdsTensorFor('BF16', 10)).toEqual({ dtype: 'BF16', shape: [5], fmt: 1 });
+    // No chunk shape to fit: plain bytes, never a 1-D tensor passed off as KV data.
+    expect(gdsTensorFor('BF16', 10)).toEqual({ dtype: 'U8', shape: [10], fmt: 4 });
     expect(gdsTensorFor('F32', 10)).toEqual({ dtype: 'U8', shape: [10], fmt: 4 });
   });
 });

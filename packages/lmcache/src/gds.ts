@@ -189,9 +189,12 @@ export function gdsKeyOfFileName(name: string, dataSuffix = GDS_DATA_SUFFIX): Ca
 
 /**
  * The tensor tierkit records for `nbytes` written under an LMCache key when the
- * caller gave no description: the key's dtype and, with `kvShape` (the full
- * chunk's shape, e.g. [2, layers, 256, hidden] for KV_2LTD), that shape with the
- * token count fitted to the bytes, as LMCache stores partial chunks; else 1-D.
+ * caller gave no description: with `kvShape` (the full chunk's shape, e.g.
+ * [2, layers, 256, hidden] for KV_2LTD), the key's dtype and that shape with the
+ * token count fitted to the bytes, as LMCache stores partial chunks. Without a
+ * shape that fits, plain bytes (U8, BINARY): a 1-D tensor recorded as a KV
+ * format would pass LMCache's lookup and then be handed to its GPU connector as
+ * KV data it cannot use.
  */
 export function gdsTensorFor(
   dtype: TensorDtype,
@@ -212,5 +215,5 @@ export function gdsTensorFor(
       return { dtype, shape, fmt };
     }
   }
-  return { dtype, shape: [nbytes / el], fmt };
+  return { dtype: 'U8', shape: [nbytes], fmt: MEMORY_FORMATS.BINARY };
 }

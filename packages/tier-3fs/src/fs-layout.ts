@@ -114,8 +114,6 @@ export class FsConnectorLayout implements FileLayout {
       const t = gdsTensorFor(dtype, size, this.#kvShape ? { kvShape: this.#kvShape } : {});
       if (t.shape.length === 4)
         return { length: size, fmt: t.fmt, dtype: t.dtype, shape: t.shape as FsTensor['shape'] };
-      if (t.shape.length === 1 && t.dtype === dtype)
-        return { length: size, fmt: t.fmt, dtype, shape: [t.shape[0], 1, 1, 1] };
     }
     // Bytes: LMCache's convention for a byte object is [n, 0, 0, 0].
     return { length: size, fmt: MEMORY_FORMATS.BINARY, dtype: 'U8', shape: [size, 0, 0, 0] };

@@ -55,14 +55,16 @@ describe('LMCache GDS layout', () => {
     await tier.close();
   });
 
-  it("records the key's dtype, and the configured chunk shape, for plain writes", async () => {
+  it("records the key's dtype and the configured chunk shape for plain writes, else bytes", async () => {
     const tier = new GdsTier({ gdsPath: root, useCufile: 'off', kvShape: [2, 2, 16, 8] });
     await tier.write(LMKEY, new Uint8Array(2 * 2 * 10 * 8 * 2)); // a partial chunk: 10 tokens
     expect(await tier.describe(LMKEY)).toMatchObject({ dtype: 'BF16', shape: [2, 2, 10, 8], fmt: 1 });
+    // Bytes that fit no chunk shape are recorded as bytes: LMCache must not take them for KV data.
     await tier.write('m@1@0@abcdef0123@fp8_e4m3fn', new Uint8Array(7));
     expect(await tier.describe('m@1@0@abcdef0123@fp8_e4m3fn')).toMatchObject({
-      dtype: 'F8E4M3FN',
+      dtype: 'U8',
       shape: [7],
+      fmt: 4,
     });
     // A key that is not LMCache's is stored as bytes.
     await tier.write('plain/key', new Uint8Array(3));
