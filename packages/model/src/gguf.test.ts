@@ -159,6 +159,17 @@ describe('GGUF', () => {
       expect(reason((await refusal(cut)).err)).toBe('INTEGRITY/TRUNCATED');
     });
 
+    it('an array that fits in the file but not under the header cap is refused before it is decoded', async () => {
+      // 100,000 u8 elements announced, and the file long enough to hold them: only the cap can refuse
+      // it, and must do so before decoding element by element.
+      const bytes = head(0, 1).str('a').u32(9).u32(0).u64(100_000).pad(100_064).bytes;
+      const { err, tier } = await refusal(bytes, { maxHeaderBytes: 4096, probeBytes: 1024 });
+      expect(reason(err)).toBe('INTEGRITY/HEADER_TOO_LARGE');
+      // Refused from the announced count (not after decoding up to the cap).
+      expect(err.details).toMatchObject({ n: 100_000, maxBytes: 4096 });
+      expect(tier.requested).toBeLessThanOrEqual(4096);
+    });
+
     it('a header past maxHeaderBytes', async () => {
       const tokens = Array.from({ length: 1000 }, (_, i) => `token-${i}`);
       const plan = planGguf(SPECS, {

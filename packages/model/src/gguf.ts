@@ -54,6 +54,11 @@ class Cursor {
     return this.w.size - this.pos;
   }
 
+  /** Bytes the header may still take: the rest of the file, at most up to the header cap. */
+  get room(): number {
+    return Math.min(this.w.size, this.w.maxBytes) - this.pos;
+  }
+
   async need(n: number): Promise<void> {
     if (this.pos + n > this.w.loaded) await this.w.ensure(this.pos + n);
   }
@@ -147,12 +152,21 @@ class Cursor {
         const min = MIN_SIZE[elem];
         if (min === undefined) throw unsupported(this.key, `${what}: unknown array element type ${elem}`);
         const n = await this.count(`${what} array length`);
-        // Refuse before allocating: n elements need at least n × min bytes of file.
+        // Refuse before allocating: n elements need at least n × min bytes of the header,
+        // which ends at the file's end or at the header cap, whichever comes first.
         if (n * min > this.left) {
           throw formatError('TRUNCATED', this.key, `${what}: ${n} array elements cannot fit in the file`, {
             at: this.pos,
             n,
           });
+        }
+        if (n * min > this.room) {
+          throw formatError(
+            'HEADER_TOO_LARGE',
+            this.key,
+            `${what}: ${n} array elements would take the header past ${this.w.maxBytes} bytes`,
+            { at: this.pos, n, maxBytes: this.w.maxBytes },
+          );
         }
         const out: GgufValue[] = [];
         for (let i = 0; i < n; i++) out.push(await this.value(elem, what, depth + 1));
