@@ -31,6 +31,7 @@ import {
   type WriteData,
   type WriteOptions,
 } from '@tierkit/tier-core';
+import { openToInspect } from './no-atime.js';
 
 /** What a layout's header says of an object. */
 export interface HeaderInfo {
@@ -152,7 +153,7 @@ export class FileTier implements Tier {
   }
 
   async stat(key: string, options?: OpOptions): Promise<ObjectMeta | undefined> {
-    const o = await this.openObject(key, options);
+    const o = await this.openObject(key, options, true);
     if (!o) return undefined;
     await o.fh.close();
     return this.#meta(key, o);
@@ -293,12 +294,14 @@ export class FileTier implements Tier {
   protected async openObject(
     key: string,
     options?: OpOptions & { ifMatch?: string },
+    /** Only looking (stat, describe): the open leaves the file's atime, LMCache's last use, alone. */
+    inspect = false,
   ): Promise<Opened | undefined> {
     this.#check(key, options);
     for (const path of this.layout.paths(key)) {
       let fh: FileHandle;
       try {
-        fh = await open(path, 'r');
+        fh = inspect ? await openToInspect(path) : await open(path, 'r');
       } catch (err) {
         if (
           (err as NodeJS.ErrnoException).code === 'ENOENT' ||

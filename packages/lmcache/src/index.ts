@@ -78,4 +78,5 @@ export {
   parseCacheKey,
   tryParseCacheKey,
 } from './key.js';
+export { openToInspect } from './no-atime.js';
 export { pyIntParse, pyJsonDumps, pyQuote, pyUnquote } from './python.js';

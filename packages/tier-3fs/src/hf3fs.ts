@@ -213,7 +213,7 @@ export class Hf3fsTier extends FileTier {
   /** The RemoteMetadata of `key` ('lmcache' naming with saveChunkMeta), or undefined. */
   async describe(key: string): Promise<RemoteMetadata | undefined> {
     if (!this.layout.saveChunkMeta) return undefined;
-    const o = await this.openObject(key);
+    const o = await this.openObject(key, undefined, true);
     if (!o) return undefined;
     try {
       const head = new Uint8Array(REMOTE_METADATA_SIZE);

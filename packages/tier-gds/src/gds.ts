@@ -372,7 +372,7 @@ export class GdsTier extends FileTier {
 
   /** The LMCache tensor description of `key` (dtype, shape, fmt, metadata), or undefined. */
   async describe(key: string): Promise<GdsHeader | undefined> {
-    const o = await this.openObject(key);
+    const o = await this.openObject(key, undefined, true);
     if (!o) return undefined;
     try {
       const header = new Uint8Array(GDS_HEADER_SIZE);

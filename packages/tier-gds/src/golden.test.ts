@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { cpSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gdsDataPath, type TensorDtype } from '@tierkit/lmcache';
+import { gdsDataPath, type TensorDtype, tensorBytes } from '@tierkit/lmcache';
 import { goldenDir, goldenManifest, pythonMissing, runReference } from '@tierkit/lmcache/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { GdsTier } from './index.js';
@@ -120,7 +120,9 @@ describe.skipIf(!!pythonMissing)(
       expect(listed).toEqual(chunks.map((c) => c[0]).sort());
       for (const [i, [key, dtype, shape, fmt]] of chunks.entries()) {
         const got = (await tier.read(key))!;
-        expect(sha(got)).toBe(sha(bytesOf(i, got.byteLength)));
+        const want = tensorBytes(dtype as TensorDtype, shape);
+        expect(got.byteLength).toBe(want);
+        expect(sha(got)).toBe(sha(bytesOf(i, want)));
         expect(await tier.describe(key)).toMatchObject({ dtype, shape, fmt });
       }
       expect(await tier.verify()).toEqual([]);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -71,6 +71,33 @@ describe('an LMCache GDS directory in place', () => {
     expect(dir.prometheus()).toMatch(
       /# TYPE tierkit_lmcache_gds_evictions_total counter\ntierkit_lmcache_gds_evictions_total 1\n/,
     );
+  });
+
+  it("looking at entries (ls, stat, verify, describe) leaves their atime, the purge's last use, alone", async () => {
+    const tier = new GdsTier({ gdsPath: root, useCufile: 'off', kvShape: [2, 1, 4, 8] });
+    const key = 'm@1@0@40000000@bfloat16';
+    await tier.write(key, new Uint8Array(2 * 1 * 4 * 8 * 2));
+    const path = gdsDataPath(root, key);
+    const { utimes } = await import('node:fs/promises');
+    // Two days old: relatime would move an atime this old on the next plain read.
+    const old = new Date(Date.now() - 2 * 86_400_000);
+    await utimes(path, old, old);
+    const dir = LmcacheGdsDirectory.fromLmcacheConfig(parseLmcacheConfig(`gds_path: "${root}"`));
+    expect((await dir.stat(key))?.header).toMatchObject({ dtype: 'BF16', shape: [2, 1, 4, 8] });
+    expect(await dir.verify()).toEqual([]);
+    expect(await tier.stat(key)).toBeDefined();
+    expect(await tier.describe(key)).toBeDefined();
+    for await (const _ of tier.list()) {
+      // listing is looking too
+    }
+    expect(Math.abs(statSync(path).atimeMs - old.getTime())).toBeLessThan(1);
+    // A read that serves the bytes is a use, as LMCache's own reads are.
+    await tier.read(key);
+    const mount = readFileSync('/proc/self/mounts', 'utf8');
+    if (!/noatime/.test(mount.split('\n').find((l) => l.split(' ')[1] === '/') ?? '')) {
+      expect(statSync(path).atimeMs).toBeGreaterThan(old.getTime() + 1000);
+    }
+    await tier.close();
   });
 
   it('purges least recently used first, by age, by prefix, and dry-runs without touching anything', async () => {

@@ -28,6 +28,7 @@ import {
   gdsHeaderDataBytes,
   type LmcacheConfig,
   lmcacheGdsSettings,
+  openToInspect,
 } from '@tierkit/lmcache';
 import { TierError, throwIfAborted } from '@tierkit/tier-core';
 import { canonicalKey, LmcacheGdsLayout, walkTwoLevels, writeMetadataFile } from './lmcache-layout.js';
@@ -443,7 +444,8 @@ export class LmcacheGdsDirectory {
 }
 
 async function readPrefix(path: string, n: number): Promise<Buffer | undefined> {
-  const fh = await open(path, 'r').catch(() => undefined);
+  // Looking at a header is no use of the entry: its atime is the purge's last use.
+  const fh = await openToInspect(path).catch(() => undefined);
   if (!fh) return undefined;
   try {
     const buf = Buffer.alloc(n);
