@@ -81,10 +81,8 @@ describe('reads through a cache on a full disk', () => {
     // (sparse files, no block written): their block writes are what meets the full disk.
     await stack.fill('m/obj-0.bin');
     for (const k of ['m/obj-2.bin', 'm/obj-3.bin']) {
-      const v = objects.get(k)!;
       const p = await cache.openPartial(k, (await origin.stat(k))!, { blockSize: 1024 * 1024 });
       await p.close();
-      expect(v.byteLength).toBeGreaterThan(0);
     }
     const filler = join(disk.dir, 'filler-2');
     fillDisk(filler);

@@ -77,18 +77,20 @@ describe('lock files across nodes (leases only)', () => {
   });
 
   it('many contenders for one dead holder: exactly one takes it over, every round', async () => {
-    const lease = 400;
+    // Long enough that the winner's renewals get through on a loaded 2-core machine: a stall past
+    // three quarters of a lease makes it give the lock up, and a second takeover is then correct.
+    const lease = 1500;
     const { locks, nodes: all } = await nodes(5, lease);
     for (let round = 0; round < 3; round++) {
       // What a node that died holding the lock leaves: its file, never beaten again.
       const dead: Owner = { pid: 1, host: 'node-dead', scope: `boot-dead/pid:[${round}]` };
       await writeFile(join(locks, 'k.lock'), encodeContent(lockContent(dead, `dead-${round}`, lease)));
       const got: FsLock[] = [];
-      // Every contender keeps trying for four leases, winner or not: nobody releases, so a
-      // second winner could only come from a second takeover.
+      // Every contender keeps trying for two and a half leases (the takeover needs one), winner or
+      // not: nobody releases, so a second winner could only come from a second takeover.
       await Promise.all(
         all.map(async (n) => {
-          const until = performance.now() + 4 * lease;
+          const until = performance.now() + 2.5 * lease;
           while (performance.now() < until) {
             const l = await n.tryAcquire('k');
             if (l) got.push(l);
