@@ -45,7 +45,11 @@ export function orderedStream(
       if (rate >= adaptive.fastBytesPerSecond) window = adaptive.fastConcurrency;
     }
     return firstBuf;
-  })();
+  })().catch((err: unknown) => {
+    // A failed first part gives its budget back as the others do, or every later read would wait for it.
+    p.budget.release(firstBudget);
+    throw err;
+  });
   type Pending = { length: number; promise: Promise<Uint8Array> };
   const queue: Pending[] = [{ length: firstBudget, promise: firstPromise }];
   // Avoid unhandled rejections for parts that fail while not yet awaited.
