@@ -158,8 +158,8 @@ function startAnswer(req: RawRequest, socket: Socket, send: number): number {
 describe.each(PATHS)('timeouts, $name', (path) => {
   const skip = () => path.tls && !cert;
 
-  it(`every operation (${Object.keys(OPS).join(', ')}) against a server that accepts and never answers: idle timeout`, async () => {
-    if (skip()) return void console.info('skipped: openssl is not installed, no certificate for TLS');
+  it(`every operation (${Object.keys(OPS).join(', ')}) against a server that accepts and never answers: idle timeout`, async (ctx) => {
+    if (skip()) return ctx.skip('skipped: openssl is not installed, no certificate for TLS');
     const s = await serve(path, () => {});
     const outcomes = await allOps(Object.keys(OPS), () => tier(s.endpoint, path));
     for (const [op, err] of outcomes) expectTimeout(err, 'idle', op);
@@ -167,8 +167,8 @@ describe.each(PATHS)('timeouts, $name', (path) => {
     expect(s.requests.length).toBeGreaterThanOrEqual(2 * outcomes.length);
   });
 
-  it('read, readRange, readInto, readStream, list against a server that stalls mid-body: idle timeout, never data', async () => {
-    if (skip()) return void console.info('skipped: openssl is not installed, no certificate for TLS');
+  it('read, readRange, readInto, readStream, list against a server that stalls mid-body: idle timeout, never data', async (ctx) => {
+    if (skip()) return ctx.skip('skipped: openssl is not installed, no certificate for TLS');
     const s = await serve(path, (req, socket) => {
       startAnswer(req, socket, 1000);
     });
@@ -178,8 +178,8 @@ describe.each(PATHS)('timeouts, $name', (path) => {
     for (const [op, err] of outcomes) expectTimeout(err, 'idle', op);
   });
 
-  it('a body that trickles (never idle) ends at the request deadline', async () => {
-    if (skip()) return void console.info('skipped: openssl is not installed, no certificate for TLS');
+  it('a body that trickles (never idle) ends at the request deadline', async (ctx) => {
+    if (skip()) return ctx.skip('skipped: openssl is not installed, no certificate for TLS');
     const timers = new Set<NodeJS.Timeout>();
     const s = await serve(path, (req, socket) => {
       const length = startAnswer(req, socket, 20);
@@ -201,8 +201,8 @@ describe.each(PATHS)('timeouts, $name', (path) => {
     }
   });
 
-  it('a caller abort stays ABORTED (not a timeout), with a deadline set', async () => {
-    if (skip()) return void console.info('skipped: openssl is not installed, no certificate for TLS');
+  it('a caller abort stays ABORTED (not a timeout), with a deadline set', async (ctx) => {
+    if (skip()) return ctx.skip('skipped: openssl is not installed, no certificate for TLS');
     const s = await serve(path, () => {});
     const t = tier(s.endpoint, path, { idleTimeoutMs: 10_000, requestDeadlineMs: 10_000 });
     const ac = new AbortController();
@@ -213,13 +213,11 @@ describe.each(PATHS)('timeouts, $name', (path) => {
 });
 
 describe('connect timeout', () => {
-  it.each(PATHS)('a server that never completes the handshake ($name)', async (path) => {
+  it.for(PATHS)('a server that never completes the handshake ($name)', async (path, ctx) => {
     const hole = await blackHole();
     try {
       if (!hole.hangs) {
-        return void console.info(
-          'skipped: this kernel completes (or refuses) connects to a full listen queue',
-        );
+        return ctx.skip('skipped: this kernel completes (or refuses) connects to a full listen queue');
       }
       const endpoint = path.tls ? hole.endpoint.replace('http:', 'https:') : hole.endpoint;
       const t = tier(endpoint, path, {

@@ -50,8 +50,8 @@ function tier(extra: Partial<S3TierOptions> = {}): S3Tier {
 }
 
 describe.each([true, false])('s3rver over https (directGets: %s)', (directGets) => {
-  it('reads byte-exact: whole, ranges, into a buffer, as a stream', async () => {
-    if (!cert) return void console.info(NO_CERT);
+  it('reads byte-exact: whole, ranges, into a buffer, as a stream', async (ctx) => {
+    if (!cert) return ctx.skip(NO_CERT);
     const t = tier({ ca: cert.cert, directGets });
     expect(t.directGets).toBe(directGets);
     expect(same(await t.read('small'), small)).toBe(true);
@@ -74,8 +74,8 @@ describe.each([true, false])('s3rver over https (directGets: %s)', (directGets) 
     await t.close();
   });
 
-  it('an untrusted certificate is a typed error that says what to do, and is not retried', async () => {
-    if (!cert) return void console.info(NO_CERT);
+  it('an untrusted certificate is a typed error that says what to do, and is not retried', async (ctx) => {
+    if (!cert) return ctx.skip(NO_CERT);
     const t = tier({ directGets });
     for (const op of [() => t.read('small'), () => t.stat('small')]) {
       const err = await op().catch((e: unknown) => e);
@@ -90,8 +90,8 @@ describe.each([true, false])('s3rver over https (directGets: %s)', (directGets) 
 });
 
 describe('TLS trust and connections', () => {
-  it('NODE_EXTRA_CA_CERTS is honoured on both paths, with or without `ca`', async () => {
-    if (!cert) return void console.info(NO_CERT);
+  it('NODE_EXTRA_CA_CERTS is honoured on both paths, with or without `ca`', async (ctx) => {
+    if (!cert) return ctx.skip(NO_CERT);
     const dir = await mkdtemp(join(tmpdir(), 'tierkit-ca-'));
     try {
       const caFile = join(dir, 'ca.pem');
@@ -133,8 +133,8 @@ describe('TLS trust and connections', () => {
     }
   });
 
-  it('keeps TLS connections alive across reads', async () => {
-    if (!cert) return void console.info(NO_CERT);
+  it('keeps TLS connections alive across reads', async (ctx) => {
+    if (!cert) return ctx.skip(NO_CERT);
     const data = patternBytes(50_000, 3);
     const etag = `"${createHash('md5').update(data).digest('hex')}"`;
     const server = await rawServer((req, socket) => {
@@ -166,8 +166,8 @@ describe('TLS trust and connections', () => {
     await server.close();
   });
 
-  it('virtual-hosted addressing: bucket.host with SNI, the key as the path', async () => {
-    if (!cert) return void console.info(NO_CERT);
+  it('virtual-hosted addressing: bucket.host with SNI, the key as the path', async (ctx) => {
+    if (!cert) return ctx.skip(NO_CERT);
     const data = patternBytes(20_000, 4);
     const snis: (string | false | null)[] = [];
     const server = await rawServer((req, socket) => {
