@@ -220,6 +220,8 @@ export class DirectGets {
   #open = 0;
   readonly #waiters: (() => void)[] = [];
   #closed = false;
+  /** Given up for the SDK (an answer this path cannot take): new requests go there too. */
+  #retired = false;
 
   constructor(o: DirectGetOptions) {
     this.#o = o;
@@ -380,6 +382,7 @@ export class DirectGets {
   async #acquire(signal: AbortSignal | undefined): Promise<Conn> {
     for (;;) {
       if (this.#closed) throw new TierError('CLOSED', 'the S3 tier was closed', { retryable: false });
+      if (this.#retired) throw new DirectUnsupported('direct GETs were given up for the SDK');
       const c = this.#idle.pop();
       if (c) {
         clearTimeout(c.idleTimer);
@@ -414,7 +417,7 @@ export class DirectGets {
   /** Back to the pool when the answer was read to its end on a sound connection; else closed. */
   release(conn: Conn, complete: boolean): void {
     conn.release();
-    if (complete && conn.alive && !this.#closed) {
+    if (complete && conn.alive && !this.#closed && !this.#retired) {
       conn.socket.setTimeout(0);
       conn.idleTimer = setTimeout(() => {
         const i = this.#idle.indexOf(conn);
@@ -433,6 +436,20 @@ export class DirectGets {
       this.#open--;
     }
     this.#waiters.shift()?.();
+  }
+
+  /**
+   * Stops taking requests (each one waiting or new goes to the SDK, as the one
+   * that found an answer this path cannot take did); requests in flight finish.
+   */
+  retire(): void {
+    this.#retired = true;
+    for (const c of this.#idle.splice(0)) {
+      clearTimeout(c.idleTimer);
+      c.destroy();
+      this.#open--;
+    }
+    for (const w of this.#waiters.splice(0)) w();
   }
 
   close(): void {

@@ -69,8 +69,9 @@ export class ObjectGets {
         return await d.get(key, range, ifMatch, signal);
       } catch (err) {
         if (!(err instanceof DirectUnsupported)) throw err;
-        this.#direct = undefined;
-        d.close();
+        // Retired, not closed: requests waiting for one of its sockets go to the SDK as well.
+        if (this.#direct === d) this.#direct = undefined;
+        d.retire();
       }
     }
     return this.#client.send(
