@@ -123,7 +123,12 @@ export class HeldLock implements FsLock {
   }
 
   get valid(): boolean {
-    return !this.#released && !this.#lost && performance.now() < this.#deadline;
+    return !this.#released && this.#inLease;
+  }
+
+  /** Not lost, and the last renewal is still within its lease. */
+  get #inLease(): boolean {
+    return !this.#lost && performance.now() < this.#deadline;
   }
 
   #lose(why: string): void {
@@ -190,6 +195,8 @@ export class HeldLock implements FsLock {
     const mayRemove = this.valid;
     this.#released = true;
     clearInterval(this.#timer);
-    if (mayRemove && (await this.#stillOurs())) await fsp.unlink(this.lockPath).catch(() => {});
+    // Checked again after the read: the lease may have run out while it was on its way (a slow share).
+    if (mayRemove && (await this.#stillOurs()) && this.#inLease)
+      await fsp.unlink(this.lockPath).catch(() => {});
   }
 }
