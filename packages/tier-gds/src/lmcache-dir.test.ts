@@ -125,6 +125,27 @@ describe('an LMCache GDS directory in place', () => {
     await tier.close();
   });
 
+  it("with a prefix, maxBytes bounds that prefix's entries; the others are not touched", async () => {
+    const tier = new GdsTier({ gdsPath: root, useCufile: 'off' });
+    const keys = ['a@1@0@1000000@bfloat16', 'a@1@0@2000000@bfloat16', 'a@1@0@3000000@bfloat16'];
+    const others = ['b@1@0@4000000@bfloat16', 'b@1@0@5000000@bfloat16'];
+    for (const k of [...others, ...keys]) await tier.write(k, new Uint8Array(64));
+    const { utimes } = await import('node:fs/promises');
+    // b's entries are the oldest of all: a whole-directory purge would take them first.
+    for (const [i, k] of [...others, ...keys].entries()) {
+      const t = new Date(Date.now() - (10 - i) * 3_600_000);
+      await utimes(gdsDataPath(root, k), t, t);
+    }
+    const dir = LmcacheGdsDirectory.fromLmcacheConfig(parseLmcacheConfig(`gds_path: "${root}"`));
+    const entry = 4096 + 64 + 4096;
+    const report = await dir.purge({ prefix: 'a@', maxBytes: entry });
+    expect(report.removed.map((r) => r.key)).toEqual(keys.slice(0, 2));
+    expect(report.bytesAfter).toBe(entry);
+    for (const k of others) expect(await dir.stat(k)).toBeDefined();
+    expect(await dir.stat(keys[2]!)).toBeDefined();
+    await tier.close();
+  });
+
   it('leaves an entry LMCache rewrote after the scan, complete, and does not report it', async () => {
     const key = 'm@1@0@3234567890@bfloat16';
     const file = await lmcacheEntry(key);

@@ -16,7 +16,7 @@
  * - reports and metrics count only what was actually unlinked.
  */
 import { randomBytes } from 'node:crypto';
-import { link, lstat, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { link, lstat, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   decodeGdsHeader,
@@ -68,10 +68,11 @@ export interface LmcacheDirProblem {
 }
 
 export interface PurgeOptions {
-  /** Keep the directory at or under this many bytes (data + .metadata files). */
+  /** Keep the directory (or, with `prefix`, that prefix's entries) at or under this many bytes (data + .metadata files). */
   readonly maxBytes?: number;
   /** Remove entries not used for this long (ms). */
   readonly olderThanMs?: number;
+  /** Only entries whose key starts with it: their bytes are what maxBytes bounds, and only they are repaired. */
   readonly prefix?: string;
   /** Report what would go, remove nothing. */
   readonly dryRun?: boolean;
@@ -284,14 +285,16 @@ export class LmcacheGdsDirectory {
         retryable: false,
       });
     }
-    const entries = await this.entries(options.signal);
+    const prefix = options.prefix ?? '';
+    // With a prefix, everything is about the prefix's entries: their bytes, their repairs.
+    const inScope = (e: LmcacheDirEntry) => e.key.startsWith(prefix);
+    const entries = (await this.entries(options.signal)).filter(inScope);
     const now = this.#now();
     const bytesBefore = entries.reduce((n, e) => n + e.dataBytes + e.metadataBytes, 0);
     let total = bytesBefore;
     let skipped = 0;
     let healed = 0;
     const removed: { key: string; bytes: number }[] = [];
-    const prefix = options.prefix ?? '';
     const live: LmcacheDirEntry[] = [];
     for (const e of entries) {
       if (!e.hasData) {
@@ -309,7 +312,6 @@ export class LmcacheGdsDirectory {
     live.sort((a, b) => a.lastUsedMs - b.lastUsedMs);
     for (const e of live) {
       throwIfAborted(options.signal);
-      if (!e.key.startsWith(prefix)) continue;
       const idle = options.olderThanMs !== undefined && now - e.lastUsedMs >= options.olderThanMs;
       const over = options.maxBytes !== undefined && total > options.maxBytes;
       if (!idle && !over) continue;
@@ -330,7 +332,7 @@ export class LmcacheGdsDirectory {
       this.metrics.healedMetadata += healed;
     }
     this.metrics.purgeRuns++;
-    const after = options.dryRun ? undefined : await this.entries(options.signal);
+    const after = options.dryRun ? undefined : (await this.entries(options.signal)).filter(inScope);
     const bytesAfter = after ? after.reduce((n, e) => n + e.dataBytes + e.metadataBytes, 0) : total;
     return {
       removed,
