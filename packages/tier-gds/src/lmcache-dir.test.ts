@@ -146,6 +146,32 @@ describe('an LMCache GDS directory in place', () => {
     await tier.close();
   });
 
+  it("a crashed writer's temporary and a killed purger's trash are reported, and purged once past the grace period", async () => {
+    const live = await lmcacheEntry('m@1@0@6234567890@bfloat16');
+    const crashed = `${live}.tmp0badc0de`;
+    await writeFile(crashed, Buffer.alloc(5000, 3));
+    const trash = `${live}.tierkit-purge-0123abcd`;
+    await writeFile(trash, Buffer.alloc(700, 4));
+    const writing = `${await lmcacheEntry('m@1@0@7234567890@bfloat16')}.tmp1234abcd`;
+    await writeFile(writing, Buffer.alloc(300, 5));
+    const { utimes } = await import('node:fs/promises');
+    const old = new Date(Date.now() - 10 * 60_000);
+    await utimes(crashed, old, old);
+    await utimes(trash, old, old);
+    const dir = LmcacheGdsDirectory.fromLmcacheConfig(parseLmcacheConfig(`gds_path: "${root}"`));
+    // The one being written (fresh) is neither reported nor touched.
+    expect((await dir.verify()).map((p) => p.path).sort()).toEqual([crashed, trash].sort());
+    const dry = await dir.purge({ dryRun: true });
+    expect(dry.leftovers).toEqual({ files: 2, bytes: 5700 });
+    expect(existsSync(crashed)).toBe(true);
+    const report = await dir.purge({});
+    expect(report.leftovers).toEqual({ files: 2, bytes: 5700 });
+    expect(existsSync(crashed) || existsSync(trash)).toBe(false);
+    expect(existsSync(writing)).toBe(true);
+    expect(await dir.stat('m@1@0@6234567890@bfloat16')).toBeDefined();
+    expect(await dir.verify()).toEqual([]);
+  });
+
   it('leaves an entry LMCache rewrote after the scan, complete, and does not report it', async () => {
     const key = 'm@1@0@3234567890@bfloat16';
     const file = await lmcacheEntry(key);

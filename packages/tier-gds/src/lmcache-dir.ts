@@ -33,6 +33,10 @@ import {
 import { TierError, throwIfAborted } from '@tierkit/tier-core';
 import { canonicalKey, LmcacheGdsLayout, walkTwoLevels, writeMetadataFile } from './lmcache-layout.js';
 
+/** What a purge renames an entry's file to before unlinking it (a killed purger leaves it). */
+const PURGE_TRASH_INFIX = '.tierkit-purge-';
+const PURGE_TRASH = /\.tierkit-purge-[0-9a-f]{8}$/;
+
 export interface LmcacheDirOptions {
   /** The gds_path directories (a comma-separated string or a list). */
   readonly paths: readonly string[];
@@ -89,6 +93,12 @@ export interface PurgeReport {
   readonly skipped: number;
   /** .metadata files written for data files that had none past the grace period. */
   readonly healed: number;
+  /**
+   * Files crashed writers left, older than the grace period (LMCache's `.tmp<8 hex>`
+   * temporaries, a killed purger's renamed-away files): removed (a dry run only counts
+   * them). Only a whole-directory purge (no prefix) looks for them.
+   */
+  readonly leftovers: { readonly files: number; readonly bytes: number };
 }
 
 /** Counters and gauges of a directory, as Prometheus exposes them. */
@@ -216,6 +226,16 @@ export class LmcacheGdsDirectory {
   /** What LMCache would trip over: torn, unreadable or half entries, and leftover temporary files. */
   async verify(prefix = '', signal?: AbortSignal): Promise<LmcacheDirProblem[]> {
     const problems: LmcacheDirProblem[] = [];
+    if (prefix === '') {
+      for (const f of await this.leftovers(signal)) {
+        if (f.ageMs < this.graceMs) continue;
+        problems.push({
+          key: '',
+          path: f.path,
+          problem: `a temporary file ${Math.round(f.ageMs / 1000)} s old that no writer finished (purge removes it)`,
+        });
+      }
+    }
     for (const e of await this.entries(signal)) {
       if (!e.key.startsWith(prefix)) continue;
       if (!e.hasData) {
@@ -332,6 +352,23 @@ export class LmcacheGdsDirectory {
       this.metrics.healedMetadata += healed;
     }
     this.metrics.purgeRuns++;
+    // A temporary untouched for the grace period has no writer any more: its bytes are outside any budget.
+    const leftovers = { files: 0, bytes: 0 };
+    if (prefix === '') {
+      for (const f of await this.leftovers(options.signal)) {
+        if (f.ageMs < this.graceMs) continue;
+        if (
+          !options.dryRun &&
+          !(await unlink(f.path).then(
+            () => true,
+            () => false,
+          ))
+        )
+          continue;
+        leftovers.files++;
+        leftovers.bytes += f.bytes;
+      }
+    }
     const after = options.dryRun ? undefined : (await this.entries(options.signal)).filter(inScope);
     const bytesAfter = after ? after.reduce((n, e) => n + e.dataBytes + e.metadataBytes, 0) : total;
     return {
@@ -341,7 +378,24 @@ export class LmcacheGdsDirectory {
       entriesAfter: after ? after.filter((e) => e.hasData).length : live.length - removed.length,
       skipped,
       healed,
+      leftovers,
     };
+  }
+
+  /** Files that are no entry: LMCache's temporaries and this purger's trash, with their size and age. */
+  async leftovers(signal?: AbortSignal): Promise<{ path: string; bytes: number; ageMs: number }[]> {
+    const out: { path: string; bytes: number; ageMs: number }[] = [];
+    const now = this.#now();
+    for (const root of this.layout.roots) {
+      for await (const { dir, name } of walkTwoLevels(root)) {
+        throwIfAborted(signal);
+        if (!GDS_TEMP_PATTERN.test(name) && !PURGE_TRASH.test(name)) continue;
+        const path = join(dir, name);
+        const st = await lstat(path).catch(() => undefined);
+        if (st?.isFile()) out.push({ path, bytes: st.size, ageMs: now - st.mtimeMs });
+      }
+    }
+    return out;
   }
 
   /** Called just before an entry is removed (a subclass can observe or instrument purges). */
@@ -357,7 +411,7 @@ export class LmcacheGdsDirectory {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
-    const trash = `${e.dataPath}.tierkit-purge-${randomBytes(4).toString('hex')}`;
+    const trash = `${e.dataPath}${PURGE_TRASH_INFIX}${randomBytes(4).toString('hex')}`;
     try {
       await rename(e.dataPath, trash);
     } catch (err) {
