@@ -35,6 +35,8 @@ export class Budget {
   readonly #maxBytes: number | undefined;
   readonly #minFreeRatio: number;
   #queue: Promise<void> = Promise.resolve();
+  /** The capacity lock while a section runs. */
+  #held: FsLock | undefined;
 
   constructor(host: BudgetHost, maxBytes: number | undefined, minFreeRatio: number) {
     this.#host = host;
@@ -62,6 +64,7 @@ export class Budget {
     let lock: FsLock | undefined;
     try {
       lock = await this.#host.locks.acquire(CAPACITY_LOCK);
+      this.#held = lock;
       const stored = await this.#read();
       if (this.#maxBytes !== undefined && stored === undefined && initialCount !== undefined) {
         this.bytes = initialCount;
@@ -78,9 +81,24 @@ export class Budget {
         if (this.bytes !== before) await this.#write();
       }
     } finally {
+      this.#held = undefined;
       await lock?.release();
       done();
     }
+  }
+
+  /**
+   * Inside the section, before acting on what it guards: the capacity lock's
+   * lease must still hold (a stall past it lets another process take the section,
+   * and two holders would evict and count at once). UNAVAILABLE, retryable, if not.
+   */
+  assertHeld(key?: string): void {
+    if (!this.#held || this.#held.valid) return;
+    throw new TierError(
+      'UNAVAILABLE',
+      "lost the capacity lock's lease (this process stalled past lockLeaseMs): nothing more is changed",
+      { key, tier: this.#host.name, retryable: true },
+    );
   }
 
   /** Inside the section: the count from a walk of the root. */
@@ -102,7 +120,10 @@ export class Budget {
       for (;;) {
         throwIfAborted(signal, key);
         const need = await this.#deficit(size, old);
-        if (need <= 0) return;
+        if (need <= 0) {
+          this.assertHeld(key);
+          return;
+        }
         const victims = policy.victims(need).filter((v) => v !== key);
         if (victims.length === 0) {
           if (!recounted) {
@@ -118,7 +139,10 @@ export class Budget {
             { key, tier: this.#host.name, retryable: false, details: { size, need } },
           );
         }
-        for (const v of victims) await this.#host.evict(v);
+        for (const v of victims) {
+          this.assertHeld(key);
+          await this.#host.evict(v);
+        }
       }
     } finally {
       policy.release(key);
@@ -160,6 +184,8 @@ export class Budget {
 
   async #write(): Promise<void> {
     if (this.#maxBytes === undefined) return;
+    // A count written after the lease ran out could overwrite the new holder's.
+    if (this.#held && !this.#held.valid) return;
     const tmp = this.#host.tmpPath('c');
     const path = this.#host.usageFile;
     try {
