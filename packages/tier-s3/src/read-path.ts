@@ -369,15 +369,26 @@ export class ReadPath {
         decide(rate >= adaptive.fastBytesPerSecond ? adaptive.fastConcurrency : this.config.concurrency);
       }
     };
+    // Fail fast: the first error of any part stops the others (the first body included).
+    const failure = new AbortController();
+    const inner = signal ? AbortSignal.any([signal, failure.signal]) : failure.signal;
+    // Every part's request listens on it.
+    setMaxListeners(0, inner);
+    const ti: Target = { ...t, signal: inner };
     const firstPart = (async () => {
       try {
         try {
-          const tf: Target = { ...t, signal: first.scope.signal };
+          const scoped = first.scope.signal;
+          const tf: Target = {
+            ...t,
+            signal: scoped ? AbortSignal.any([scoped, failure.signal]) : failure.signal,
+          };
           await this.pump(tf, first.res, r.offset, firstLen, first.bodyStart, dest, destOff, onBytes);
         } catch (err) {
+          if (failure.signal.aborted) throw err;
           this.firstBodyError(first, err, key, signal);
           // Resume the first part where its body stopped, if the first GET left attempts.
-          await this.range(t, r.offset + firstDone, firstLen - firstDone, dest, destOff + firstDone, 1);
+          await this.range(ti, r.offset + firstDone, firstLen - firstDone, dest, destOff + firstDone, 1);
         } finally {
           first.scope.done();
         }
@@ -401,11 +412,6 @@ export class ReadPath {
     for (let at = r.offset + firstLen; at < r.offset + r.length; at += part) {
       ranges.push({ offset: at, length: Math.min(part, r.offset + r.length - at) });
     }
-    const failure = new AbortController();
-    const inner = signal ? AbortSignal.any([signal, failure.signal]) : failure.signal;
-    // Every part's request listens on it.
-    setMaxListeners(0, inner);
-    const ti: Target = { ...t, signal: inner };
     const restPart = (async () => {
       const concurrency = await decided;
       // The first stream still runs, so it counts as one of the connections.
