@@ -347,6 +347,24 @@ class GatedOpens extends MemoryBlockTier {
   }
 }
 
+/** A block cache that counts its partial entries closed. */
+class CountingCloses extends MemoryBlockTier {
+  closed = 0;
+  override async openPartial(
+    key: string,
+    source: SourceMeta,
+    options: PartialOptions,
+  ): Promise<PartialEntry> {
+    const entry = await super.openPartial(key, source, options);
+    const close = entry.close.bind(entry);
+    entry.close = async () => {
+      await close();
+      this.closed++;
+    };
+    return entry;
+  }
+}
+
 async function until(cond: () => boolean): Promise<void> {
   while (!cond()) await new Promise((r) => setTimeout(r, 1));
 }
@@ -439,14 +457,18 @@ describe('aborts stay local', () => {
   });
 
   it('close() waits for fills that readers abandoned', async () => {
-    const { origin, originMem, stack, bytes } = gated();
+    const cache = new CountingCloses({ name: 'cache' });
+    const { origin, originMem, stack, bytes } = gated(cache);
     await originMem.write('m', bytes);
     const ac = new AbortController();
     const p = stack.read('m', { signal: ac.signal });
     await until(() => origin.reads.signals.length > 0);
     ac.abort();
     await p.catch(() => undefined);
+    // The abandoned fill winds down in the background (its reads abort, then its entry closes):
+    // close() resolves only once that is done.
     await stack.close();
+    expect(cache.closed).toBe(1);
     expect(origin.reads.signals.every((s) => s?.aborted)).toBe(true);
   });
 });
