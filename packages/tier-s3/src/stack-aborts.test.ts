@@ -41,6 +41,8 @@ interface StallingOrigin {
   readonly server: RawServer;
   /** GET connections still open. */
   readonly openGets: Set<Socket>;
+  /** GET connections the client closed before `release()`: requests it gave up on. */
+  closedEarly: number;
   release(): void;
 }
 
@@ -49,6 +51,7 @@ async function stallingOrigin(tls: TestCert | undefined): Promise<StallingOrigin
   let released = false;
   const o: StallingOrigin = {
     openGets: new Set(),
+    closedEarly: 0,
     release() {
       released = true;
       for (const go of held.splice(0)) go();
@@ -70,7 +73,10 @@ async function stallingOrigin(tls: TestCert | undefined): Promise<StallingOrigin
     const to = Math.min(Number(m[2]), data.byteLength - 1);
     const body = data.subarray(from, to + 1);
     o.openGets.add(socket);
-    socket.once('close', () => o.openGets.delete(socket));
+    socket.once('close', () => {
+      o.openGets.delete(socket);
+      if (!released) o.closedEarly++;
+    });
     socket.write(
       `HTTP/1.1 206 Partial Content\r\nContent-Length: ${body.byteLength}\r\n` +
         `Content-Range: bytes ${from}-${to}/${data.byteLength}\r\n${head}\r\n`,
@@ -147,6 +153,10 @@ describe.each(PATHS)('stack aborts, $name', (path) => {
     await until(() => origin.openGets.size > 0);
     ac.abort();
     expect(isTierError(await a.catch((e: unknown) => e), 'ABORTED')).toBe(true);
+    // B still wants the fill: none of its GETs may be given up (a cancelled fill would close them).
+    await new Promise((r) => setTimeout(r, 200));
+    expect(origin.closedEarly).toBe(0);
+    expect(origin.openGets.size).toBeGreaterThan(0);
     origin.release();
     expect(await b).toBe(data.byteLength);
     expect(same(target, data)).toBe(true);
