@@ -1,11 +1,11 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeObject, sleep, verifyObject } from '../test-fixtures/content.mjs';
-import { FIXTURES, tempDir } from './test-utils.js';
+import { type Child, FIXTURES, tempDir, watchChild } from './test-utils.js';
 
 // Each worker is a "node": its own PID namespace (it is pid 1 there, like every other
 // worker) and its own UTS namespace (its own hostname), all on one cache directory.
@@ -46,15 +46,8 @@ const refused = refusal();
 const nsIt = refused ? it.skip : it;
 const suffix = refused ? ` — skipped: ${refused}` : '';
 
-interface Worker {
-  readonly proc: ChildProcess;
-  readonly lines: string[];
-  waitFor(re: RegExp): Promise<string>;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
-}
-
 /** Runs test-fixtures/node-worker.mjs in new PID and UTS namespaces. */
-function startNode(mode: string, cfg: object): Worker {
+function startNode(mode: string, cfg: object): Child {
   const proc = spawn(
     'unshare',
     [
@@ -70,51 +63,14 @@ function startNode(mode: string, cfg: object): Worker {
     ],
     { stdio: ['pipe', 'pipe', 'pipe'] },
   );
-  const lines: string[] = [];
-  const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
-  let buf = '';
-  let stderr = '';
-  proc.stdout!.setEncoding('utf8');
-  proc.stdout!.on('data', (d: string) => {
-    buf += d;
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      lines.push(line);
-      for (const w of [...waiters]) {
-        if (w.re.test(line)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(line);
-        }
-      }
-    }
-  });
-  proc.stderr!.setEncoding('utf8');
-  proc.stderr!.on('data', (d: string) => {
-    stderr += d;
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>(
-    (resolve) => proc.on('exit', (code, signal) => resolve({ code, signal, stderr })),
-  );
-  return {
-    proc,
-    lines,
-    exited,
-    waitFor(re) {
-      const hit = lines.find((l) => re.test(l));
-      if (hit) return Promise.resolve(hit);
-      return new Promise((resolve, reject) => {
-        waiters.push({ re, resolve });
-        void exited.then(() => reject(new Error(`worker exited before printing ${re}; stderr: ${stderr}`)));
-      });
-    },
-  };
+  // No deadline of its own on a wait: the test's timeout bounds it.
+  return watchChild(proc, 'worker', Number.POSITIVE_INFINITY);
 }
 
 const json = (line: string) => JSON.parse(line.slice(line.indexOf('{')));
 
 /** SIGKILLs the worker's node process itself (by its pid outside its namespace) and waits for it to be gone. */
-async function kill(w: Worker, outerPid: number): Promise<void> {
+async function kill(w: Child, outerPid: number): Promise<void> {
   process.kill(outerPid, 'SIGKILL');
   await w.exited;
 }

@@ -25,6 +25,15 @@ export function runFixture(script: string, args: string[]): Child {
   const proc = spawn(process.execPath, [join(FIXTURES, script), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  return watchChild(proc, `child ${script}`);
+}
+
+/**
+ * Collects a child's stdout line by line and its stderr; `waitFor` resolves with
+ * the first line matching, failing after `defaultTimeoutMs` (Infinity: never)
+ * or when the child exits first. `label` names it in those errors.
+ */
+export function watchChild(proc: ChildProcess, label: string, defaultTimeoutMs = 20_000): Child {
   const lines: string[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
   let buf = '';
@@ -57,19 +66,19 @@ export function runFixture(script: string, args: string[]): Child {
     proc,
     lines,
     exited,
-    waitFor(re, timeoutMs = 20_000) {
+    waitFor(re, timeoutMs = defaultTimeoutMs) {
       const hit = lines.find((l) => re.test(l));
       if (hit) return Promise.resolve(hit);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(
-          () =>
-            reject(
-              new Error(
-                `child ${script} printed no line matching ${re} in ${timeoutMs} ms; stderr: ${stderr}`,
-              ),
-            ),
-          timeoutMs,
-        );
+        const timer = Number.isFinite(timeoutMs)
+          ? setTimeout(
+              () =>
+                reject(
+                  new Error(`${label} printed no line matching ${re} in ${timeoutMs} ms; stderr: ${stderr}`),
+                ),
+              timeoutMs,
+            )
+          : undefined;
         waiters.push({
           re,
           resolve: (l) => {
@@ -79,7 +88,7 @@ export function runFixture(script: string, args: string[]): Child {
         });
         void exited.then(() => {
           clearTimeout(timer);
-          reject(new Error(`child ${script} exited before printing ${re}; stderr: ${stderr}`));
+          reject(new Error(`${label} exited before printing ${re}; stderr: ${stderr}`));
         });
       });
     },
