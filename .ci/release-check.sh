@@ -154,6 +154,8 @@ else
     pool.run([[fd, got, 4, false]]).then((n) => {
       pool.close();
       if (process.arch !== 'arm64' || n[0] !== 3 || Buffer.from(got).toString() !== 'kit') process.exit(1);
+      // CRC32C with the ARMv8 CRC instructions (qemu's default CPU has them): the check value.
+      if (a.crc32cImpl !== 'armv8-crc' || a.crc32c(Buffer.from('123456789')) !== 0xe3069283) process.exit(2);
       console.log('node ' + process.version + ' (N-API ' + process.versions.napi + ')');
     });
   " >"$out/arm64-run.log" 2>&1; then

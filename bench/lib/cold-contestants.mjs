@@ -39,8 +39,19 @@ function runCli(cmd, args, env) {
 /**
  * `aws s3 cp` with its transfer settings in a config file of our own (not the
  * user's ~/.aws). Defaults of the CLI: 10 concurrent requests of 8 MiB.
+ * `recursive`: `key` is a prefix (ending in '/'), copied into the folder `dest`.
  */
-export async function awsCp({ aws, endpoint, bucket, key, dest, scratch, concurrency = 10, chunk = '8MB' }) {
+export async function awsCp({
+  aws,
+  endpoint,
+  bucket,
+  key,
+  dest,
+  scratch,
+  concurrency = 10,
+  chunk = '8MB',
+  recursive = false,
+}) {
   const config = join(scratch, `aws-config-${concurrency}-${chunk}`);
   await writeFile(
     config,
@@ -57,6 +68,7 @@ export async function awsCp({ aws, endpoint, bucket, key, dest, scratch, concurr
       endpoint,
       '--no-progress',
       '--only-show-errors',
+      ...(recursive ? ['--recursive'] : []),
     ],
     cliEnv({
       AWS_CONFIG_FILE: config,
@@ -69,9 +81,27 @@ export async function awsCp({ aws, endpoint, bucket, key, dest, scratch, concurr
   return dest;
 }
 
-/** `rclone copyto` from a remote configured by environment only. Defaults: 4 streams past 250 MiB. */
-export async function rcloneCopy({ rclone, endpoint, bucket, key, dest, scratch, streams }) {
-  const args = ['copyto', `bench:${bucket}/${key}`, dest, '--config', join(scratch, 'no-rclone.conf')];
+/**
+ * `rclone copyto` from a remote configured by environment only. Defaults: 4 streams past 250 MiB.
+ * `recursive`: `rclone copy` of the prefix `key` into the folder `dest` (4 transfers at once by default).
+ */
+export async function rcloneCopy({
+  rclone,
+  endpoint,
+  bucket,
+  key,
+  dest,
+  scratch,
+  streams,
+  recursive = false,
+}) {
+  const args = [
+    recursive ? 'copy' : 'copyto',
+    `bench:${bucket}/${key}`,
+    dest,
+    '--config',
+    join(scratch, 'no-rclone.conf'),
+  ];
   if (streams) args.push('--multi-thread-streams', String(streams));
   await runCli(
     rclone,

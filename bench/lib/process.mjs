@@ -22,10 +22,10 @@ export function runCollect(command, args, { label = command, tail = 800 } = {}) 
 }
 
 /** Seconds from spawning `command args…` (stdout discarded) to its exit; rejects on a non-zero exit. */
-export function timeProcess(command, args) {
+export function timeProcess(command, args, env = process.env) {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
-    const p = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
     let err = '';
     p.stderr.on('data', (d) => {
       err += d;

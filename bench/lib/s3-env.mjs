@@ -44,8 +44,17 @@ function startChild(args) {
   });
 }
 
+/** The bench's own SDK client, without the SDK's notice about future Node versions (as tier-s3 builds its own). */
 export function s3Client(endpoint) {
-  return new S3Client({ ...localS3ClientConfig(endpoint), maxAttempts: 3 });
+  const name = 'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED';
+  const before = process.env[name];
+  process.env[name] = 'true';
+  try {
+    return new S3Client({ ...localS3ClientConfig(endpoint), maxAttempts: 3 });
+  } finally {
+    if (before === undefined) delete process.env[name];
+    else process.env[name] = before;
+  }
 }
 
 /**
@@ -54,25 +63,37 @@ export function s3Client(endpoint) {
  * meets a server whose disk is warm (the bench measures the transfer path, not
  * this VM's disk).
  */
-export async function startS3WithObject({ directory, bucket, key, size }) {
+export function startS3WithObject({ directory, bucket, key, size }) {
+  return startS3WithObjects({ directory, bucket, objects: [{ key, size }] });
+}
+
+/** The same with several objects (`{ key, size }[]`), each the test bytes from offset 0. */
+export async function startS3WithObjects({ directory, bucket, objects }) {
   const server = await startChild(['server', directory, bucket]);
   const client = s3Client(server.endpoint);
   try {
-    await client.send(
-      new PutObjectCommand({
-        Bucket: bucket,
-        Key: key,
-        Body: Readable.from(objectChunks(size)),
-        ContentLength: size,
-      }),
-    );
+    for (const { key, size } of objects) {
+      await client.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          Body: Readable.from(objectChunks(size)),
+          ContentLength: size,
+        }),
+      );
+    }
   } finally {
     client.destroy();
   }
+  warmServerFiles(directory);
+  return server;
+}
+
+/** Reads the server's stored files once, so they sit in the page cache (after a drop of the caches, say). */
+export function warmServerFiles(directory) {
   spawnSync('sh', ['-c', 'find "$1" -type f -exec cat {} + > /dev/null', 'sh', directory], {
     stdio: 'ignore',
   });
-  return server;
 }
 
 /** A shaping proxy (per-connection rate, added latency per request) in front of `target`. */

@@ -113,6 +113,14 @@ export default async function coldFill(ctx) {
       tk('tierkit', 'tierkit: stack [fs, s3], fill() (pre-warm: into the cache, nothing read back)', {
         mode: 'fill',
       });
+      if (!proxied) {
+        // End-to-end integrity is on by default (every byte checked against the MD5 ETag
+        // on the digest worker before publishing): the same fill with it off prices it.
+        tk('tierkit-unchecked', 'tierkit: fill(), integrity off (S3 tier verify: false)', {
+          mode: 'fill',
+          s3: { verify: false },
+        });
+      }
       tk('tierkit-stream', 'tierkit: stack [fs, s3], readStream drained', { mode: 'stream' });
       tk('tierkit-readinto', 'tierkit: stack [fs, s3], whole-object readInto (allocates the object)', {
         mode: 'readInto',
@@ -199,6 +207,13 @@ export default async function coldFill(ctx) {
         needed: 1.25,
       },
       {
+        what: 'integrity checking on ≥ 0.9 × off (fill)',
+        value: tkDirect,
+        reference: med(direct, 'tierkit-unchecked'),
+        refLabel: 'tierkit fill(), integrity off',
+        needed: 0.9,
+      },
+      {
         what: "cold fill ≥ opendal's best mode",
         value: tkDirect,
         reference: opendalBest?.[1],
@@ -256,6 +271,8 @@ export default async function coldFill(ctx) {
       `Ceiling: best of the ranged-GET probes, ${bestCeiling ? `${bestCeiling[0]} at ${fmt(ceiling, 0)} MiB/s` : 'not measured'}.${aboveCeiling.length ? ` Above it: ${aboveCeiling.join(', ')} — on 2 shared cores s3rver (Node) and the client compete for CPU, so a client that spends less CPU per byte (Go, Rust) leaves the server more and can beat a Node probe.` : ''} tierkit's S3 tier: up to ${conc} parallel ranges (it measures the first part and uses fewer against a fast local server), each a direct GET: its own HTTP/1.1 sockets, signed by the SDK's SigV4 signer, whose bodies the kernel reads straight into the fill's buffers (\`directGets\`, the default for an http: endpoint).`,
       '',
       directTargets.markdown,
+      '',
+      "Integrity: tierkit's fills check every byte against what the origin states before publishing (here s3rver's MD5 ETags; MD5 on tier-core's digest worker as the blocks arrive), so the `fill()` rows above include it; the `integrity off` row is the same fill with tier-s3's `verify: false`. On a machine whose cores are all busy (s3rver and the client share two here) the hash's CPU time shows as throughput; with a core to spare it runs beside the transfer.",
       '',
       `### Through a shaping proxy (${PROXY_RATE / MiB} MiB/s per connection, +${PROXY_LATENCY_MS} ms per request)`,
       '',

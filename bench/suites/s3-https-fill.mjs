@@ -3,11 +3,11 @@
 // both, its SDK path over https, and `aws s3 cp` over the same https endpoint,
 // side by side in one run. Also the cost of the end-to-end MD5 check on a
 // whole-object read (the S3 tier alone, verify on and off).
-import { execFileSync, spawn } from 'node:child_process';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createS3Tier } from '@tierkit/tier-s3';
-import { startLocalS3 } from '@tierkit/tier-s3/testing';
+import { makeTestCert, startLocalS3 } from '@tierkit/tier-s3/testing';
 import { collect, scratchDir, verifyFile } from '../lib/data.mjs';
 import { recordsJson, resultsTable, rounds, targetsTable, throughput } from '../lib/measure.mjs';
 import { findPeers, peersMarkdown } from '../lib/peers.mjs';
@@ -22,38 +22,13 @@ export const title =
 const BUCKET = 'bench';
 const KEY = 'models/cold-tls.bin';
 
-/** A self-signed certificate for 127.0.0.1, or undefined without openssl. */
+/** The shared test certificate (tier-s3's testing helper), its PEM also in a file for `AWS_CA_BUNDLE`; undefined without openssl. */
 async function makeCert(dir) {
-  const key = join(dir, 'key.pem');
-  const cert = join(dir, 'cert.pem');
-  try {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-days',
-        '2',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-      ],
-      { stdio: 'ignore' },
-    );
-  } catch {
-    return undefined;
-  }
-  return { key: await readFile(key, 'utf8'), cert: await readFile(cert, 'utf8'), certFile: cert };
+  const tls = await makeTestCert();
+  if (!tls) return undefined;
+  const certFile = join(dir, 'cert.pem');
+  await writeFile(certFile, tls.cert);
+  return { ...tls, certFile };
 }
 
 /** `aws s3 cp` over https, trusting the run's certificate through AWS_CA_BUNDLE. */

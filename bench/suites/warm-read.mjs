@@ -32,6 +32,8 @@ export default async function warmRead(ctx) {
   const scratch = await scratchDir('warm');
   const root = join(scratch.dir, 'cache');
   let tier;
+  // The same cache read under each `verify` mode (tier-fs checks blocks' CRC32Cs).
+  const verifying = [];
   let tierNote = '';
   let fsOptions = {};
   try {
@@ -41,6 +43,9 @@ export default async function warmRead(ctx) {
       fsOptions = FS_OPTIONS;
       tier = openFsTier(root);
       await tier.write(KEY, objectChunks(size), { size });
+      for (const mode of ['never', 'first', 'always']) {
+        verifying.push({ mode, tier: openFsTier(root, { verify: mode }) });
+      }
     } catch (err) {
       tierNote = `tier-fs could not be used (${err.message.split('\n')[0]}): the file was written with plain fs and the tierkit rows are missing.`;
       log(tierNote);
@@ -71,6 +76,16 @@ export default async function warmRead(ctx) {
         label: 'tierkit fs tier readInto (reused buffer)',
         run: async () => {
           const n = await tier.readInto(KEY, target);
+          if (n !== size) throw new Error(`readInto returned ${n}`);
+        },
+      });
+    }
+    for (const v of verifying) {
+      list.push({
+        id: `tierkit-verify-${v.mode}`,
+        label: `tierkit readInto, verify: '${v.mode}' (reused buffer)`,
+        run: async () => {
+          const n = await v.tier.readInto(KEY, target);
           if (n !== size) throw new Error(`readInto returned ${n}`);
         },
       });
@@ -173,6 +188,20 @@ export default async function warmRead(ctx) {
         needed: 0.75,
       },
       {
+        what: "verify 'first' costs nothing on repeat reads (≥ 0.97 × 'never')",
+        value: med('tierkit-verify-first'),
+        reference: med('tierkit-verify-never'),
+        refLabel: "verify 'never'",
+        needed: 0.97,
+      },
+      {
+        what: "verify 'always' ≥ 0.85 × 'never' (checks every block of every read)",
+        value: med('tierkit-verify-always'),
+        reference: med('tierkit-verify-never'),
+        refLabel: "verify 'never'",
+        needed: 0.85,
+      },
+      {
         what: 'readInto, reused buffer ≥ 4 × readFile',
         value: med('tierkit'),
         reference: med('readFile'),
@@ -182,6 +211,8 @@ export default async function warmRead(ctx) {
     ]);
     const ratios = [
       ['tierkit readInto ÷ cat', med('tierkit'), med('cat')],
+      ["verify 'first' ÷ verify 'never'", med('tierkit-verify-first'), med('tierkit-verify-never')],
+      ["verify 'always' ÷ verify 'never'", med('tierkit-verify-always'), med('tierkit-verify-never')],
       ['tierkit readInto ÷ readFile', med('tierkit'), med('readFile')],
       ['tierkit readInto ÷ plain pread loop', med('tierkit'), med('pread')],
       ['tierkit readInto ÷ plain parallel preads', med('tierkit'), med('pread-4')],
@@ -223,6 +254,7 @@ export default async function warmRead(ctx) {
     };
   } finally {
     await tier?.close().catch(() => undefined);
+    for (const v of verifying) await v.tier.close().catch(() => undefined);
     await scratch.cleanup();
     collect();
   }

@@ -2,7 +2,8 @@ import { defineConfig } from 'tsup';
 
 export default defineConfig([
   {
-    entry: { index: 'src/index.ts' },
+    // ./progress: the progress bar and number formats the sample apps share with the CLI.
+    entry: { index: 'src/index.ts', progress: 'src/progress-bar.ts' },
     format: ['esm', 'cjs'],
     dts: true,
     sourcemap: true,

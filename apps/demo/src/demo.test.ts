@@ -1,12 +1,12 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { parseSize } from '@tierkit/tier-fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { planModel } from './model.js';
-import { parseSize } from './size.js';
 
 const run = promisify(execFile);
 const main = fileURLToPath(new URL('../dist/main.js', import.meta.url));
@@ -46,16 +46,43 @@ describe('the demo (main job)', () => {
     expect(header['model.layers.0.weight'].dtype).toBe('F16');
   }, 120_000);
 
+  // The CLI's renderer (@tierkit/warmer/progress) on a real pty (util-linux script), sized with stty.
+  const hasScript = spawnSync('script', ['--version']).status === 0;
+  it.skipIf(!hasScript)(
+    'draws its progress as the CLI does: a bar on a wide terminal, lines on a 0-column one',
+    async () => {
+      const own = await mkdtemp(join(tmpdir(), 'tierkit-demo-pty-'));
+      const screen = (columns: number) => {
+        const cmd = `stty cols ${columns} rows 24 && exec '${process.execPath}' '${main}' --size 4MiB --dir '${own}'`;
+        const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8' });
+        expect(r.status, r.stdout).toBe(0);
+        return r.stdout;
+      };
+      const wide = screen(100);
+      const frames = wide
+        .split('\x1b[2K')
+        .slice(1)
+        .map((f) => f.split(/\r|\n/)[0]!);
+      expect(frames.at(-1)).toMatch(/^ {2}load \[█+\] 100% 4\.0 MiB \/ 4\.0 MiB/);
+      for (const f of frames) expect(f.length).toBeLessThan(100);
+      const narrow = screen(0);
+      expect(narrow).not.toContain('\x1b[2K');
+      expect(narrow).toMatch(/^ {2}load 100% 4\.0 MiB \/ 4\.0 MiB/m);
+      await rm(own, { recursive: true, force: true });
+    },
+    120_000,
+  );
+
   it('refuses a size it cannot read', async () => {
     const err = await run(process.execPath, [main, '--size', 'huge', '--dir', tmpdir()]).catch((e) => e);
     expect(err.code).toBe(1);
-    expect(err.stderr).toContain("cannot read size 'huge'");
+    expect(err.stderr).toContain("--size: 'huge' is not a size");
   });
 });
 
 describe('the synthetic model', () => {
   it('is laid out as safetensors: aligned header, contiguous tensors', () => {
-    const model = planModel(parseSize('130MiB'));
+    const model = planModel(parseSize('--size', '130MiB'));
     const len = Number(new DataView(model.header.buffer).getBigUint64(0, true));
     expect((8 + len) % 8).toBe(0);
     const header = JSON.parse(new TextDecoder().decode(model.header.subarray(8)));

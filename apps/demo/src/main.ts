@@ -12,12 +12,12 @@ import { mkdir, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createStack, type MetricsTier, type Tier, withMetrics } from '@tierkit/tier-core';
-import { createFsTier } from '@tierkit/tier-fs';
+import { createFsTier, parseSize } from '@tierkit/tier-fs';
 import { createS3Tier } from '@tierkit/tier-s3';
 import { LOCAL_S3_CREDENTIALS, startLocalS3 } from '@tierkit/tier-s3/testing';
+import { formatBytes } from '@tierkit/warmer/progress';
 import { modelBytes, modelSha256, planModel } from './model.js';
 import { Progress } from './progress.js';
-import { formatBytes, parseSize } from './size.js';
 
 const USAGE = `tierkit demo: load a model from S3 through a local disk cache
 
@@ -43,7 +43,8 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
-  const size = parseSize(values.size!);
+  const size = parseSize('--size', values.size!);
+  if (size < 1) throw new Error(`--size ${values.size} is too small`);
   const dir = resolve(values.dir!);
   const cacheDir = resolve(dir, 'cache');
   if (values.fresh) await rm(cacheDir, { recursive: true, force: true });

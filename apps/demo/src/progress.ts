@@ -1,18 +1,25 @@
-import { formatBytes } from './size.js';
+/**
+ * Bytes moved against a total, drawn by the CLI's renderer (`@tierkit/warmer/progress`):
+ * a bar on a terminal wide enough, a line every two seconds otherwise.
+ */
+import { formatBytes, ProgressBar, progressModeFor } from '@tierkit/warmer/progress';
 
-/** A progress bar on a terminal, a line every few seconds otherwise. */
 export class Progress {
-  readonly #label: string;
   readonly #total: number;
-  readonly #tty: boolean;
+  readonly #bar: ProgressBar;
   readonly #start = process.hrtime.bigint();
   #done = 0;
-  #lastPrint = 0;
 
   constructor(label: string, total: number, out: NodeJS.WriteStream = process.stdout) {
-    this.#label = label;
     this.#total = total;
-    this.#tty = Boolean(out.isTTY);
+    this.#bar = new ProgressBar({
+      mode: progressModeFor(out),
+      write: (s) => out.write(s),
+      columns: out.isTTY ? out.columns : undefined,
+      label: `  ${label}`,
+      plainIntervalMs: 2000,
+      barIntervalMs: 100,
+    });
   }
 
   get seconds(): number {
@@ -21,31 +28,20 @@ export class Progress {
 
   add(bytes: number): void {
     this.#done += bytes;
-    const now = Date.now();
-    const interval = this.#tty ? 100 : 2000;
-    if (now - this.#lastPrint >= interval) {
-      this.#lastPrint = now;
-      this.#print(false);
-    }
+    this.#bar.update(this.#fraction(), this.#text());
   }
 
   finish(): void {
-    this.#print(true);
+    this.#bar.update(this.#fraction(), this.#text(), true);
+    this.#bar.done();
   }
 
-  #print(final: boolean): void {
+  #fraction(): number {
+    return this.#total > 0 ? this.#done / this.#total : 1;
+  }
+
+  #text(): string {
     const s = this.seconds;
-    const rate = s > 0 ? this.#done / s / 1024 ** 2 : 0;
-    const frac = this.#total > 0 ? this.#done / this.#total : 1;
-    const text = `${formatBytes(this.#done)} / ${formatBytes(this.#total)}  ${rate.toFixed(0)} MiB/s`;
-    if (this.#tty) {
-      const width = 30;
-      const filled = Math.round(frac * width);
-      const bar = `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`;
-      process.stdout.write(`\r  ${this.#label} ${bar} ${(frac * 100).toFixed(0).padStart(3)}%  ${text}   `);
-      if (final) process.stdout.write('\n');
-    } else {
-      process.stdout.write(`  ${this.#label} ${(frac * 100).toFixed(0).padStart(3)}%  ${text}\n`);
-    }
+    return `${formatBytes(this.#done)} / ${formatBytes(this.#total)}  ${formatBytes(s > 0 ? this.#done / s : 0)}/s`;
   }
 }

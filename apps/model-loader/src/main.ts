@@ -13,9 +13,10 @@ import { mkdir, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { parseSize } from '@tierkit/tier-fs';
 import { S3Tier } from '@tierkit/tier-s3';
 import { LOCAL_S3_CREDENTIALS, startLocalS3 } from '@tierkit/tier-s3/testing';
-import { formatBytes, parseSize } from './format.js';
+import { formatBytes } from '@tierkit/warmer/progress';
 import { type OriginConfig, type RankJob, type RankReport, runRank } from './rank.js';
 import { isSeeded, seed } from './seed.js';
 import { planModel } from './synthetic.js';
@@ -68,7 +69,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(report)}\n`);
     return;
   }
-  const size = parseSize(values.size!);
+  const size = sizeFlag('--size', values.size!);
   const ranks = positive('--ranks', values.ranks!);
   const shards = positive('--shards', values.shards!);
   const format = values.format!;
@@ -125,11 +126,11 @@ async function main(): Promise<void> {
     const job = (rank: number): RankJob => ({
       origin,
       cacheDir: values['cache-per-rank'] ? resolve(cacheDir, `rank-${rank}`) : cacheDir,
-      blockSize: parseSize(values['block-size']!),
+      blockSize: sizeFlag('--block-size', values['block-size']!),
       rank,
       worldSize: ranks,
       formats,
-      maxBytesInFlight: parseSize(values['max-in-flight']!),
+      maxBytesInFlight: sizeFlag('--max-in-flight', values['max-in-flight']!),
       verify: !values['no-verify'],
     });
     const passes: { name: string; reports: RankReport[] }[] = [];
@@ -149,6 +150,13 @@ async function main(): Promise<void> {
   } finally {
     await closeServer();
   }
+}
+
+/** A size flag (`256MiB`, `1G`, bytes), read as the tierkit CLI reads sizes; at least one byte. */
+function sizeFlag(name: string, v: string): number {
+  const n = parseSize(name, v);
+  if (n < 1) throw new Error(`${name} must be at least 1 byte, got '${v}'`);
+  return n;
 }
 
 function positive(name: string, v: string): number {

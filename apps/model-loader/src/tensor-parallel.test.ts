@@ -179,8 +179,10 @@ describe('tensor-parallel ranks in separate processes', () => {
   it.skipIf(!python)(
     'the cached files are plain model files: Python (stdlib only) reads the same tensors (skipped without python3)',
     async () => {
-      const shared = join(dir, 'shared');
-      const paths = [...modelFiles(model).map((f) => f.name)].map((k) => join(shared, k));
+      // Its own cache, loaded here by both ranks: the test needs no other test to have run first.
+      const cache = join(dir, 'python');
+      await Promise.all([worker(0, cache), worker(1, cache)]);
+      const paths = [...modelFiles(model).map((f) => f.name)].map((k) => join(cache, k));
       // Both ranks together read every block of every file, so each was published complete.
       for (const [i, p] of paths.entries())
         expect((await stat(p)).size).toBe(modelFiles(model)[i]!.plan.size);

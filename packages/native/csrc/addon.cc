@@ -23,6 +23,7 @@
 #include <napi.h>
 
 #include "abi.h"
+#include "crc32c_js.h"
 
 namespace {
 
@@ -1218,6 +1219,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readCached", Napi::Function::New(env, JsReadCached));
   exports.Set("constants", JsConstants(env));
   exports.Set("Pool", Pool::Init(env));
+  InitCrc32c(env, exports);
   exports.Set("abiVersion", 1);
   return exports;
 }

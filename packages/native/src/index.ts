@@ -219,6 +219,7 @@ async function callAsync<T>(fn: () => Promise<T>): Promise<T> {
 
 // ------------------------------------------------------------------ loading
 
+export { type Crc32c, crc32c, crc32cJs, jsCrc32c, nativeCrc32c, portableCrc32c } from './crc32c.js';
 export { type AddonLoad, type AddonSource, PREBUILD_FILE, prebuildDir, unavailableNotice } from './load.js';
 
 let addon: Addon | undefined;

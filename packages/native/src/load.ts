@@ -39,7 +39,7 @@ export function unavailableNotice(reason: string): string {
     "reads through libuv's thread pool instead of inline page-cache reads, parallel " +
     'pread/pwrite go through node:fs, no O_DIRECT, tier-gds uses POSIX I/O instead of ' +
     'GPU-Direct Storage, tier-3fs uses its FUSE mount instead of USRBIO ' +
-    '(to build it: a C++ compiler, make and python3, then `npm rebuild @tierkit/native`)'
+    '(to build it: a C++ compiler, make and python3, then `npm explore @tierkit/native -- npm run build:native`)'
   );
 }
 
@@ -52,7 +52,7 @@ function candidates(root: string): [string, AddonSource][] {
   const env = process.env.TIERKIT_NATIVE_ADDON;
   // TIERKIT_NATIVE_ADDON names the one file to load (a GPU bundle carries its own).
   if (env) return [[env, 'env']];
-  // A local compile (npm rebuild, build:native) wins over the tarball's binary, as the
+  // A local compile (the install script, build:native) wins over the tarball's binary, as the
   // user asked for it; the prebuilt binary serves everyone else with no compiler.
   return [
     [join(root, 'build', 'Release', 'tierkit_native.node'), 'build'],

@@ -180,6 +180,39 @@ describe.skipIf(skip)(
       expect(JSON.parse(probe.stdout)).toMatchObject({ loaded: true, source: 'prebuild' });
     });
 
+    it('without a prebuild, the script denied: the notice names a build that runs (npm rebuild does not)', {
+      timeout: 180_000,
+    }, () => {
+      const r = install(withoutPrebuild, {
+        allowScripts: { [`file:${withoutPrebuild}`]: false },
+        compiler: true,
+      });
+      expect(r.status, r.output).toBe(0);
+      expect(r.output).not.toContain('addon built');
+      const probe = (project: string) =>
+        inProject(
+          project,
+          `import { capabilities } from '@tierkit/native'; console.log(JSON.stringify(capabilities().addon));`,
+        );
+      const before = probe(r.project);
+      expect(JSON.parse(before.stdout)).toMatchObject({ loaded: false });
+      const command = /then `(npm explore @tierkit\/native -- npm run build:native)`/.exec(
+        before.stderr,
+      )?.[1];
+      expect(command, before.stderr).toBeDefined();
+      // npm 11 skips a denied install script on rebuild too, silently: advice to rebuild would do nothing.
+      const rebuild = run(
+        process.execPath,
+        [npmCli, 'rebuild', '@tierkit/native', '--foreground-scripts'],
+        r.project,
+      );
+      expect(rebuild.status, rebuild.output).toBe(0);
+      expect(JSON.parse(probe(r.project).stdout)).toMatchObject({ loaded: false });
+      const build = run(process.execPath, [npmCli, ...command!.split(' ').slice(1)], r.project);
+      expect(build.status, build.output).toBe(0);
+      expect(JSON.parse(probe(r.project).stdout)).toMatchObject({ loaded: true, source: 'build' });
+    });
+
     it('without a prebuild but with a compiler: builds the addon at install', { timeout: 180_000 }, () => {
       const r = install(withoutPrebuild, { compiler: true });
       expect(r.status, r.output).toBe(0);

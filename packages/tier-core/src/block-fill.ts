@@ -11,12 +11,31 @@
  * request to most sources (one ranged GET for S3): few large requests cost a
  * server far less than many small ones, and `concurrency` spans × 2 pieces
  * keep enough requests in flight for a store where one connection is slow.
+ *
+ * Integrity: when the origin states a digest of the object (`config.digests`,
+ * from its SourceMeta) — or a caller asks for one (`track`) — the blocks are
+ * fed in object order into a digest session on a worker thread as they are
+ * stored (digest-feed.ts). The copy is published only once the digest matches;
+ * a mismatch fetches every block again, and after `verifyAttempts` fetches the
+ * fill fails with INTEGRITY. While digesting, spans are one piece long (and
+ * twice as many run), so the pieces land close to object order and the digest
+ * keeps up without holding much memory.
  */
 import { setMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
+import { checkable, chooseDigest, digestOf, mismatch, specsFor } from './digest-check.js';
+import { DigestFeed } from './digest-feed.js';
+import type { DigestSpec } from './digest-kit.js';
+import { DigestSession, INLINE_DIGEST_BYTES } from './digest-worker.js';
 import { TierError, throwIfAborted } from './errors.js';
 import { sleep } from './layers/retry.js';
-import type { PartialEntry, Tier } from './tier.js';
+import {
+  type DigestAlgorithm,
+  isDigestSource,
+  type ObjectDigest,
+  type PartialEntry,
+  type Tier,
+} from './tier.js';
 
 /**
  * A block fetched while a stream waits for it is handed over as a copy from
@@ -39,6 +58,10 @@ export interface BlockFillConfig {
   readonly spanBytes: number;
   /** How often to look for a block another process is fetching (ms). */
   readonly pollMs: number;
+  /** What the origin states about the object's bytes (its SourceMeta's `digests`): checked before publishing. */
+  readonly digests?: readonly ObjectDigest[];
+  /** Fetches of the whole object before a digest mismatch fails with INTEGRITY (default 3). */
+  readonly verifyAttempts?: number;
 }
 
 interface Pending {
@@ -64,7 +87,29 @@ export class BlockFill {
   readonly #source: Tier;
   readonly #etag: string | undefined;
   readonly #config: BlockFillConfig;
-  readonly #spanBlocks: number;
+  #spanBlocks: number;
+  #concurrency: number;
+  /** Whole-object digests callers asked for (`track`). */
+  readonly #tracked: DigestAlgorithm[] = [];
+  /** Set once the digests are planned (before the first fetch): undefined when nothing is digested. */
+  #prepared: Promise<void> | undefined;
+  #planned = false;
+  /** Blocks verification is fetching again and has not stored yet. */
+  #refetching: Set<number> | undefined;
+  #check: ObjectDigest | undefined;
+  #feed: DigestFeed | undefined;
+  #verification: Promise<void> | undefined;
+  /** Bumped each time verification fetches the object again. */
+  #generation = 0;
+  /** Verification's own fetches and the digest's read-backs, waited for by `settle`. */
+  readonly #background = new Set<Promise<unknown>>();
+  /**
+   * The object's digests once verified: the one checked against the origin and
+   * those asked for with `track`. Undefined before, or when nothing was digested.
+   */
+  digests: readonly ObjectDigest[] | undefined;
+  /** Whether the published bytes were checked against a digest the origin stated. */
+  verified = false;
   /** Blocks being fetched or waited for, by this fill. */
   readonly #inflight = new Map<number, Pending>();
   /** Blocks asked for and not yet taken by a span worker, in the order asked. */
@@ -94,6 +139,7 @@ export class BlockFill {
     this.#etag = etag;
     this.#config = config;
     this.#spanBlocks = Math.max(1, Math.floor(config.spanBytes / entry.blockSize));
+    this.#concurrency = config.concurrency;
     // Every piece in flight listens on it.
     setMaxListeners(0, this.#cancel.signal);
   }
@@ -116,6 +162,29 @@ export class BlockFill {
       }),
     );
     this.#dropWanted();
+  }
+
+  /**
+   * Asks for whole-object digests of the bytes (e.g. sha256 to record for
+   * `verify`), computed as the blocks arrive. Only before the fill starts
+   * fetching: false when it is too late (the caller then hashes the copy itself).
+   */
+  track(algorithms: readonly DigestAlgorithm[]): boolean {
+    if (this.#prepared)
+      return algorithms.every((a) => this.#feed?.session.specs.some((s) => s.algorithm === a && !s.partSize));
+    for (const a of algorithms) if (!this.#tracked.includes(a)) this.#tracked.push(a);
+    return true;
+  }
+
+  /**
+   * Resolves once every block is present and the digests match what the origin
+   * states (fetching the object again on a mismatch); rejects with INTEGRITY
+   * when the fetches are spent. Resolves at once when nothing is digested.
+   */
+  verifiedBytes(): Promise<void> {
+    // Tracked: its read-backs and refetches finish before the entry closes (settle).
+    this.#verification ??= this.#track(this.#verify());
+    return this.#verification;
   }
 
   get complete(): boolean {
@@ -142,6 +211,8 @@ export class BlockFill {
         Promise.all(waits).then(() => undefined),
         signal,
       );
+    // The whole object: handed out only once checked.
+    if (first === 0 && last === this.entry.blockCount - 1) await this.#race(this.verifiedBytes(), signal);
   }
 
   /** Makes one block present; concurrent callers share the work. */
@@ -186,15 +257,19 @@ export class BlockFill {
   /** Waits until no block of this fill is being fetched (before the entry is closed). */
   async settle(): Promise<void> {
     this.#dropWanted();
-    while (this.#inflight.size > 0 || this.#workers > 0) {
+    while (this.#inflight.size > 0 || this.#workers > 0 || this.#background.size > 0) {
       await Promise.allSettled([...this.#inflight.values()].map((p) => p.promise));
+      await Promise.allSettled([...this.#background]);
       if (this.#workers > 0) await sleep(1);
     }
+    await this.#feed?.idle();
+    // A digest never finished (the fill was given up) frees its worker state.
+    if (!this.#verification) this.#feed?.drop();
   }
 
   /** Publishes the object once every block is present (once per fill). */
   publish(): Promise<unknown> {
-    this.#published ??= this.entry.publish();
+    this.#published ??= this.verifiedBytes().then(() => this.entry.publish());
     return this.#published;
   }
 
@@ -205,6 +280,8 @@ export class BlockFill {
   stream(offset: number, length: number, signal?: AbortSignal, beforeEnd?: () => Promise<void>): Readable {
     const [first, last] = this.blocksOf(offset, length);
     const bs = this.entry.blockSize;
+    const whole = offset === 0 && length === this.entry.size && length > 0;
+    const generation = this.#generation;
     let next = first;
     let asked = false;
     for (let b = first; b <= last; b++) this.#streamed.set(b, (this.#streamed.get(b) ?? 0) + 1);
@@ -236,16 +313,23 @@ export class BlockFill {
               throw err;
             },
           )
-          .then(
-            async (chunk) => {
-              readable.push(chunk);
-              if (b === last) {
-                await beforeEnd?.();
-                readable.push(null);
+          .then(async (chunk) => {
+            if (b === last && whole) {
+              // The last bytes go out only once the whole object checks out; bytes
+              // already sent before a refetch were unverified: the stream fails.
+              await this.verifiedBytes();
+              if (this.#generation !== generation) {
+                await beforeEnd?.(); // the verified copy is still published
+                throw this.#resent();
               }
-            },
-            (err) => readable.destroy(err),
-          );
+            }
+            readable.push(chunk);
+            if (b === last) {
+              await beforeEnd?.();
+              readable.push(null);
+            }
+          })
+          .catch((err) => readable.destroy(err));
       },
     });
     // A stream closed early no longer waits for the blocks it did not take.
@@ -261,11 +345,14 @@ export class BlockFill {
   // — internals —
 
   /** Blocks nobody took yet will not be fetched now: their waiters (if any) are told so. */
-  #dropWanted(): void {
+  #dropWanted(err?: unknown): void {
     const dropped = this.#wanted;
     this.#wanted = [];
     for (const b of dropped) {
-      this.#done(b, new TierError('ABORTED', `fill of '${this.entry.key}' closed`, { key: this.entry.key }));
+      this.#done(
+        b,
+        err ?? new TierError('ABORTED', `fill of '${this.entry.key}' closed`, { key: this.entry.key }),
+      );
     }
   }
 
@@ -298,9 +385,114 @@ export class BlockFill {
     else p.reject(err);
   }
 
-  /** Starts span workers while there is wanted work and room. */
+  /** Plans the digests once, before the first fetch. */
+  #prepare(): Promise<void> {
+    this.#prepared ??= this.#plan();
+    return this.#prepared;
+  }
+
+  async #plan(): Promise<void> {
+    const stated = this.#config.digests ?? [];
+    let check = chooseDigest(stated);
+    if (!check) {
+      // A per-part digest needs its part size: the source may know it (S3: HEAD of part 1).
+      const partial = stated.find((d) => d.parts !== undefined && !d.partSize);
+      if (partial && isDigestSource(this.#source)) {
+        const learned = await this.#source
+          .resolveDigest(this.entry.key, partial, {
+            size: this.entry.size,
+            etag: this.#etag,
+            signal: this.#cancel.signal,
+          })
+          .catch((err: unknown) => {
+            if (this.cancelled) throw err;
+            return undefined; // not learned: the copy goes unverified
+          });
+        if (learned && checkable(learned)) check = learned;
+      }
+    }
+    this.#planned = true;
+    const specs = specsFor(check, this.#tracked);
+    if (specs.length === 0) return;
+    this.#check = check;
+    this.#feed = this.#newFeed(specs);
+    // Pieces in object order: one piece per span, as many requests in flight as before.
+    const per = Math.max(1, Math.floor(PIECE_BYTES / this.entry.blockSize));
+    if (per < this.#spanBlocks) {
+      this.#spanBlocks = per;
+      this.#concurrency = this.#config.concurrency * PIECES_IN_FLIGHT;
+    }
+  }
+
+  #newFeed(specs: readonly DigestSpec[]): DigestFeed {
+    return new DigestFeed(
+      new DigestSession(specs, { inline: this.entry.size <= INLINE_DIGEST_BYTES }),
+      this.entry,
+      (b) => this.#inflight.has(b) || this.#refetching?.has(b) === true,
+    );
+  }
+
+  async #verify(): Promise<void> {
+    await this.#prepare();
+    const got: string[] = [];
+    const attempts = Math.max(1, this.#config.verifyAttempts ?? 3);
+    for (let attempt = 1; this.#feed; attempt++) {
+      const feed = this.#feed;
+      const specs = feed.session.specs;
+      const values = await feed.finish();
+      const digests = specs.map((spec, i) => digestOf(spec, values[i]!, this.entry.size));
+      const check = this.#check;
+      if (!check || digests[0]!.value === check.value) {
+        this.digests = check
+          ? [{ ...digests[0]!, from: check.from ?? 'checksum' }, ...digests.slice(1)]
+          : digests;
+        this.verified = check !== undefined;
+        return;
+      }
+      got.push(digests[0]!.value);
+      if (attempt >= attempts)
+        throw mismatch({ key: this.entry.key, tier: this.#source.name }, check, got, attempt);
+      // Fetch every block again (which of them was wrong, a whole-object digest cannot say).
+      this.#generation++;
+      this.#feed = this.#newFeed(specs);
+      const all = Array.from({ length: this.entry.blockCount }, (_, b) => b);
+      this.#refetching = new Set(all);
+      try {
+        await this.#track(this.#fetchRun(all));
+      } finally {
+        this.#refetching = undefined;
+      }
+    }
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#background.add(p);
+    void p.then(
+      () => this.#background.delete(p),
+      () => this.#background.delete(p),
+    );
+    return p;
+  }
+
+  #resent(): TierError {
+    return new TierError(
+      'INTEGRITY',
+      `'${this.entry.key}': bytes already streamed did not match the object's digest; the copy was ` +
+        'fetched again and is cached verified — read it again',
+      { key: this.entry.key, tier: this.#source.name, retryable: false, details: { restartable: true } },
+    );
+  }
+
+  /** Starts span workers while there is wanted work and room (once the digests are planned). */
   #start(): void {
-    while (this.#workers < this.#config.concurrency && this.#wanted.length > 0) {
+    if (!this.#planned) {
+      this.#prepare().then(
+        () => this.#start(),
+        (err: unknown) => this.#dropWanted(err),
+      );
+      return;
+    }
+    while (this.#workers < this.#concurrency && this.#wanted.length > 0) {
       const span = this.#takeSpan();
       if (span.length === 0) break;
       this.#workers++;
@@ -328,6 +520,7 @@ export class BlockFill {
     const theirs: number[] = [];
     try {
       throwIfAborted(this.#cancel.signal, entry.key);
+      await this.#prepare();
       await entry.refresh();
       const claimed: number[] = [];
       for (const b of span) {
@@ -462,6 +655,9 @@ export class BlockFill {
   async #store(b: number, bytes: Uint8Array): Promise<void> {
     await this.entry.writeBlock(b, bytes);
     this.fetchedBytes += bytes.byteLength;
+    this.#refetching?.delete(b);
+    const feed = this.#feed;
+    feed?.offer(b, bytes);
     const start = b * this.entry.blockSize;
     for (const sink of this.#sinks) {
       const from = Math.max(sink.offset, start);
@@ -479,6 +675,8 @@ export class BlockFill {
       this.#handoffBytes += bytes.byteLength;
     }
     this.#done(b);
+    // The digest thread far behind: the next fetch waits (memory stays bounded).
+    await feed?.room();
   }
 
   /** Block `b` is no longer waited for by one stream; its copy goes when nobody waits. */

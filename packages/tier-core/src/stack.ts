@@ -3,14 +3,16 @@
  * through (top first), promotes what it found into the tiers above, validates
  * cached copies against the origin, and is itself a Tier, so stacks nest.
  */
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { BlockFill } from './block-fill.js';
 import { abortError, isTierError, TierError, throwIfAborted } from './errors.js';
 import { assertKey } from './keys.js';
 import { resolveIntoRange, resolveRange } from './ranges.js';
 import type {
   BlockCache,
+  DigestAlgorithm,
   ListOptions,
+  ObjectDigest,
   ObjectMeta,
   OpOptions,
   ReadIntoOptions,
@@ -151,7 +153,12 @@ export function matchesSource(cached: ObjectMeta, origin: ObjectMeta | SourceMet
 /** The identity of `meta` as an origin: a copy reports its own source. */
 function sourceOf(meta: ObjectMeta): SourceMeta {
   if (meta.source) return meta.source;
-  return { size: meta.size, etag: meta.etag, lastModified: meta.lastModified };
+  return {
+    size: meta.size,
+    etag: meta.etag,
+    lastModified: meta.lastModified,
+    ...(meta.digests ? { digests: meta.digests } : {}),
+  };
 }
 
 class Stack implements Tier {
@@ -285,10 +292,25 @@ class Stack implements Tier {
     return this.#serve(key, options, {
       op: (t) => t.readStream(key, { range: options?.range, signal: options?.signal }),
       size: () => 0,
-      blocks: async (fill, size, finish) => {
+      blocks: async (fill, size, finish, from) => {
         const r = resolveRange(options?.range, size, key);
-        // A stream that completes the copy publishes it before it ends.
-        return fill.stream(r.offset, r.length, options?.signal, finish);
+        // A stream that completes the copy publishes it before it ends. One whose blocks the
+        // cache cannot store (a disk filling up meanwhile) goes on from the origin, where it stopped.
+        return continueFrom(
+          fill.stream(r.offset, r.length, options?.signal, finish),
+          (at) =>
+            at === r.length
+              ? Promise.resolve(undefined)
+              : from.tier.readStream(key, {
+                  range: { offset: r.offset + at, length: r.length - at },
+                  ifMatch: from.etag,
+                  signal: options?.signal,
+                }),
+          (error) => {
+            this.#bypassed++;
+            this.#o.onWarning?.({ key, tier: from.cache, op: 'bypass', error });
+          },
+        );
       },
       streaming: true,
     });
@@ -298,9 +320,11 @@ class Stack implements Tier {
    * Makes `key` complete in the top tier that can hold it, fetching only what
    * is missing (block by block where a tier can hold partial copies), and
    * resolves to the stack's view of it; undefined if no tier has it. This is
-   * what pre-warming is built on.
+   * what pre-warming is built on. With `options.digests`, a fill that fetches
+   * the object computes those digests as the bytes arrive and reports them in
+   * the result's `digests` (absent when nothing was fetched).
    */
-  async fill(key: string, options?: OpOptions): Promise<ObjectMeta | undefined> {
+  async fill(key: string, options?: FillOptions): Promise<FillResult | undefined> {
     const signal = options?.signal;
     this.#check(key, signal);
     const asked = await this.#validate(key, signal);
@@ -312,21 +336,30 @@ class Stack implements Tier {
       if (!meta) continue;
       if (i === 0 || !this.#o.promote) return i === this.#tiers.length - 1 ? meta : asStackMeta(meta);
       const b = this.#blockTierAbove(i);
+      let digests: readonly ObjectDigest[] | undefined;
       if (b !== undefined) {
         const done = await this.#serveBlocksRetrying(b, i, key, meta, signal, {
           op: async (t) => (await t.stat(key, { signal }))?.size,
           size: () => 0,
           blocks: async (fill, size, finish) => {
+            const tracked = options?.digests ? fill.track(options.digests) : false;
             await fill.ensure(...fill.blocksOf(0, size), signal);
             await finish();
+            if (tracked) digests = fill.digests;
             return size;
           },
-        });
+        }).catch((error: unknown) => this.#skipFill(key, b, error));
         if (done === undefined) continue;
+        if (done instanceof TierError) {
+          // Not kept: the object does not fit the cache. Readers are served from tier i straight through.
+          const seen = i === this.#tiers.length - 1 ? meta : asStackMeta(meta);
+          return { ...seen, notCached: notCachedOf(this.#tiers[b]!.name, done) };
+        }
       } else {
         await this.#promote(i, key, meta, signal);
       }
-      return this.stat(key, { signal });
+      const now = await this.stat(key, { signal });
+      return now && digests ? { ...now, digests } : now;
     }
     return undefined;
   }
@@ -408,7 +441,12 @@ class Stack implements Tier {
     }
     // The fast path: the top tier has it.
     const top = this.#tiers[0]!;
-    const first = await how.op(top);
+    const first = await how.op(top).catch((error: unknown) => {
+      // A cached copy that failed its checksum was dropped by its tier: read on, as after a miss.
+      if (top === this.#origin || !droppedAsCorrupt(error)) throw error;
+      this.#o.onWarning?.({ key, tier: top.name, op: 'verify', error });
+      return undefined;
+    });
     if (first !== undefined) return this.#count(top, first, how.size);
     for (let i = 1; i < this.#tiers.length; i++) {
       const t = this.#tiers[i]!;
@@ -444,6 +482,17 @@ class Stack implements Tier {
     }
     this.#misses++;
     return undefined;
+  }
+
+  /**
+   * A fill the cache above could not hold (CAPACITY): counted and told as a
+   * bypass, and handed back as the reason; any other error is thrown on.
+   */
+  #skipFill(key: string, b: number, error: unknown): TierError {
+    if (!isTierError(error, 'CAPACITY')) throw error;
+    this.#bypassed++;
+    this.#o.onWarning?.({ key, tier: this.#tiers[b]!.name, op: 'bypass', error });
+    return error;
   }
 
   /** The nearest tier above `i` that can hold partial copies, when tier `i` serves ranges. */
@@ -509,7 +558,11 @@ class Stack implements Tier {
         const v = await how.op(cache);
         if (v !== undefined) return this.#count(cache, v, how.size);
       }
-      const v = await how.blocks(fill, meta.size, () => this.#finishFill(b, key, meta, fill));
+      const v = await how.blocks(fill, meta.size, () => this.#finishFill(b, key, meta, fill), {
+        tier: this.#tiers[i]!,
+        etag: meta.etag,
+        cache: this.#tiers[b]!.name,
+      });
       // Served from the cache's partial copy; what came from the origin is `blockBytesFetched`.
       this.#count(this.#tiers[b]!, v, how.size);
       if (how.streaming) {
@@ -568,6 +621,7 @@ class Stack implements Tier {
               concurrency: this.#o.fillConcurrency,
               spanBytes: this.#o.spanBytes,
               pollMs: this.#o.fillPollMs,
+              ...(source.digests ? { digests: source.digests } : {}),
             }),
         );
         fill.catch(() => undefined);
@@ -785,14 +839,49 @@ interface ServeHow<T> {
   op: (t: Tier) => Promise<T | undefined>;
   size: (v: T) => number;
   /** `finish` publishes the partial copy if it is complete (never throws). */
-  blocks: (fill: BlockFill, size: number, finish: () => Promise<void>) => Promise<T>;
+  /** `from`: the tier the fill fetches from (its version's ETag), and the cache's name. */
+  blocks: (
+    fill: BlockFill,
+    size: number,
+    finish: () => Promise<void>,
+    from: { readonly tier: Tier; readonly etag: string | undefined; readonly cache: string },
+  ) => Promise<T>;
   /** The result is a stream that reads the partial copy after `blocks` returns. */
   streaming?: boolean;
 }
 
+/**
+ * What `fill` made of an object. `notCached`: the cache could not hold it (it
+ * is larger than the cache's budget, or no room could be made) — not an error:
+ * reads are served from the tier that holds it, and `onWarning` said so (op 'bypass').
+ */
+export type FillResult = ObjectMeta & { readonly notCached?: NotCached };
+
+export interface NotCached {
+  /** The cache tier that could not hold the object. */
+  readonly tier: string;
+  /** `too-large`: larger than the cache's byte budget; `no-room`: nothing more could be evicted, or the disk is full. */
+  readonly reason: 'too-large' | 'no-room';
+  readonly message: string;
+}
+
+function notCachedOf(tier: string, error: TierError): NotCached {
+  const details = error.details as { maxBytes?: unknown } | undefined;
+  return {
+    tier,
+    reason: typeof details?.maxBytes === 'number' ? 'too-large' : 'no-room',
+    message: error.message,
+  };
+}
+
+export interface FillOptions extends OpOptions {
+  /** Whole-object digests to compute while the fill fetches (e.g. sha256 to record for `verify`). */
+  readonly digests?: readonly DigestAlgorithm[];
+}
+
 export type StackTier = Tier & {
   readonly tiers: readonly Tier[];
-  fill(key: string, options?: OpOptions): Promise<ObjectMeta | undefined>;
+  fill(key: string, options?: FillOptions): Promise<FillResult | undefined>;
   stats(): StackStats;
 };
 
@@ -804,4 +893,59 @@ export function createStack(tiers: readonly Tier[], options: StackOptions = {}):
 /** Applies layers to a tier, innermost first: `compose(t, a, b)` is `b(a(t))`. */
 export function compose(tier: Tier, ...layers: readonly ((inner: Tier) => Tier)[]): Tier {
   return layers.reduce((t, layer) => layer(t), tier);
+}
+
+/** An INTEGRITY error of a cache tier that dropped the entry whose bytes failed their check (tier-fs `verify`). */
+function droppedAsCorrupt(error: unknown): boolean {
+  return (
+    isTierError(error, 'INTEGRITY') && (error.details as { dropped?: unknown } | undefined)?.dropped === true
+  );
+}
+
+/**
+ * The stream of a partial copy, carried on by `resume(bytesDelivered)` (the
+ * origin, from where it stopped) when the cache fails to store a block
+ * (CAPACITY: out of space, or its copy evicted): the reader gets every byte,
+ * in order, once. `resume` resolving to undefined means nothing was left.
+ */
+function continueFrom(
+  inner: Readable,
+  resume: (at: number) => Promise<Readable | undefined>,
+  onBypass: (error: TierError) => void,
+): Readable {
+  const out = new PassThrough();
+  let delivered = 0;
+  let current = inner;
+  const pipe = (src: Readable) => {
+    current = src;
+    src.on('data', (chunk: Uint8Array) => {
+      delivered += chunk.byteLength;
+      if (!out.write(chunk)) {
+        src.pause();
+        out.once('drain', () => src.resume());
+      }
+    });
+    src.once('end', () => out.end());
+    src.once('error', (err: unknown) => {
+      if (src !== inner || !isTierError(err, 'CAPACITY') || out.destroyed) {
+        out.destroy(err as Error);
+        return;
+      }
+      resume(delivered).then(
+        (next) => {
+          onBypass(err);
+          if (!next) out.end();
+          else if (out.destroyed) next.destroy();
+          else pipe(next);
+        },
+        (e: unknown) => out.destroy(e as Error),
+      );
+    });
+  };
+  out.once('close', () => {
+    if (!current.destroyed) current.destroy();
+    if (!inner.destroyed) inner.destroy();
+  });
+  pipe(inner);
+  return out;
 }

@@ -30,12 +30,44 @@ export interface TierCapability {
   readonly persistent: boolean;
 }
 
+/** Digest algorithms an origin may state for an object (S3's checksums and MD5 ETags). */
+export type DigestAlgorithm = 'md5' | 'sha1' | 'sha256' | 'crc32' | 'crc32c' | 'crc64nvme';
+
+/**
+ * A digest of an object's bytes: stated by its origin (S3's stored checksum,
+ * an MD5 ETag), or computed by a fill as the bytes arrived.
+ */
+export interface ObjectDigest {
+  readonly algorithm: DigestAlgorithm;
+  /** Lower-case hex (a CRC big-endian, as S3 encodes it before base64). */
+  readonly value: string;
+  /**
+   * Set when `value` is the digest of the parts' digests (a multipart ETag,
+   * an S3 COMPOSITE checksum): the number of parts. Checkable only with `partSize`.
+   */
+  readonly parts?: number;
+  /** Bytes in every part but the last (which may be shorter). */
+  readonly partSize?: number;
+  /**
+   * Where an origin's digest comes from: a checksum it stores (`checksum`), or
+   * an ETag taken as an MD5 (`etag`) — the latter is a convention of S3 and most
+   * compatible stores, not a promise (see tier-s3's `etagDigests`).
+   */
+  readonly from?: 'checksum' | 'etag';
+}
+
 /** The identity of an object at its origin, used to validate cached copies. */
 export interface SourceMeta {
   readonly size: number;
   readonly etag?: string;
   /** Milliseconds since the epoch. */
   readonly lastModified?: number;
+  /**
+   * What the origin states about the object's bytes. A fill checks every byte
+   * it publishes against these; a cached copy whose source has none was
+   * published unverified (the origin offered nothing to check against).
+   */
+  readonly digests?: readonly ObjectDigest[];
 }
 
 /** What `stat`, `write` and `list` report of an object. */
@@ -47,6 +79,8 @@ export interface ObjectMeta {
   readonly lastModified?: number;
   /** For cache entries: the origin object this copy was made from. */
   readonly source?: SourceMeta;
+  /** Digests of the object's bytes: an origin's stated ones, or those a fill computed. */
+  readonly digests?: readonly ObjectDigest[];
 }
 
 /** A byte range of an object. `length` omitted means "to the end". */
@@ -178,6 +212,23 @@ export interface PartialEntry {
   /** Drops the partial copy. */
   discard(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * A tier that can complete a digest it stated in part: a per-part digest
+ * (`parts` set) needs the part size, which an origin may know (S3: a HEAD of
+ * part 1). Undefined when it cannot be learned; the digest is then not checked.
+ */
+export interface DigestSource {
+  resolveDigest(
+    key: string,
+    digest: ObjectDigest,
+    options: OpOptions & { readonly size: number; readonly etag?: string },
+  ): Promise<ObjectDigest | undefined>;
+}
+
+export function isDigestSource(tier: Tier): tier is Tier & DigestSource {
+  return typeof (tier as Partial<DigestSource>).resolveDigest === 'function';
 }
 
 export function isBlockCache(tier: Tier): tier is Tier & BlockCache {

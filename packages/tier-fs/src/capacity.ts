@@ -1,14 +1,21 @@
 /**
  * The byte budget of one root, shared by every process that uses it: the count
- * of bytes under the root in `.tierkit/usage.json`, the section that guards it
- * (a promise queue in-process, the `capacity` lock file across processes), and
- * eviction until a new object fits under `maxBytes` and `minFreeRatio`.
+ * of bytes under the root in `.tierkit/usage.json` (complete objects and the
+ * blocks of partial copies, each block counted before it is written), the
+ * section that guards it (a promise queue in-process, the `capacity` lock file
+ * across processes), and eviction until new bytes fit under `maxBytes` and
+ * `minFreeRatio`.
  */
 import { promises as fsp } from 'node:fs';
 import { type Policy, TierError, throwIfAborted } from '@tierkit/tier-core';
 import type { FsLock, LockFiles } from './lock.js';
 
 const CAPACITY_LOCK = 'capacity';
+/**
+ * The count's format: 2 counts partial copies too. A count written before
+ * (objects only) is recounted from the disk by the first holder that reads it.
+ */
+const USAGE_VERSION = 2;
 /** errnos of a filesystem out of space (or quota). */
 export const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
 
@@ -22,9 +29,9 @@ export interface BudgetHost {
   /** The root, for statfs. */
   readonly root: string;
   tmpPath(kind: string): string;
-  /** Walks the root, makes the index match the disk, and returns the bytes found. */
+  /** Walks the root (partial copies included), makes the index match the disk, and returns the bytes found. */
   reindex(): Promise<number>;
-  /** Removes one entry (not a pinned one); its size, or undefined when it was kept. */
+  /** Removes one entry, an object or a partial copy (not a pinned one); its size, or undefined when it was kept. */
   evict(key: string): Promise<number | undefined>;
 }
 
@@ -108,20 +115,48 @@ export class Budget {
   }
 
   /**
-   * Inside the section: evicts until an object of `size` bytes replacing one of
-   * `old` bytes fits (its data already on disk, as a temp file). `key` itself is
-   * never a victim. CAPACITY when every remaining entry is pinned or in use.
+   * Counts `bytes` about to be written into the partial copy `entry` (its
+   * policy name), evicting first so they fit: a block is never written past
+   * the budget. CAPACITY when they cannot fit.
    */
-  async makeRoom(key: string, size: number, old: number, signal: AbortSignal | undefined): Promise<void> {
+  async reserve(key: string, entry: string, bytes: number): Promise<void> {
+    await this.section(async () => {
+      await this.makeRoom(entry, bytes, 0, undefined, true, key);
+      this.bytes += bytes;
+    });
+  }
+
+  /** Adds `delta` to the count (a reservation taken back, a partial removed outside a section). */
+  async adjust(delta: number): Promise<void> {
+    if (delta === 0) return;
+    await this.section(async () => {
+      this.bytes += delta;
+    });
+  }
+
+  /**
+   * Inside the section: evicts until an object of `size` bytes replacing one of
+   * `old` bytes fits (its data already on disk, as a temp file, unless
+   * `pending`: bytes not written yet). `key` itself is never a victim
+   * (`label`: the key errors name). CAPACITY when every remaining entry is pinned or in use.
+   */
+  async makeRoom(
+    key: string,
+    size: number,
+    old: number,
+    signal: AbortSignal | undefined,
+    pending = false,
+    label = key,
+  ): Promise<void> {
     const { policy } = this.#host;
     policy.acquire(key);
     try {
       let recounted = false;
       for (;;) {
         throwIfAborted(signal, key);
-        const need = await this.#deficit(size, old);
+        const need = await this.#deficit(size, old, pending);
         if (need <= 0) {
-          this.assertHeld(key);
+          this.assertHeld(label);
           return;
         }
         const victims = policy.victims(need).filter((v) => v !== key);
@@ -134,13 +169,13 @@ export class Budget {
           }
           throw new TierError(
             'CAPACITY',
-            `no room for '${key}' (${size} bytes): ${Math.ceil(need)} more bytes are needed and every ` +
+            `no room for '${label}' (${size} bytes): ${Math.ceil(need)} more bytes are needed and every ` +
               'remaining entry is pinned or being read — raise maxBytes, lower minFreeRatio or unpin entries',
-            { key, tier: this.#host.name, retryable: false, details: { size, need } },
+            { key: label, tier: this.#host.name, retryable: false, details: { size, need } },
           );
         }
         for (const v of victims) {
-          this.assertHeld(key);
+          this.assertHeld(label);
           await this.#host.evict(v);
         }
       }
@@ -162,21 +197,28 @@ export class Budget {
   }
 
   /** Bytes to free before `size` bytes replacing `old` fit; ≤ 0 when they fit. */
-  async #deficit(size: number, old: number): Promise<number> {
+  async #deficit(size: number, old: number, pending: boolean): Promise<number> {
     const max = this.#maxBytes;
     let need = max === undefined ? Number.NEGATIVE_INFINITY : this.bytes - old + size - max;
     if (this.#minFreeRatio > 0) {
-      // The temp file is already on disk; the rename frees the old object's blocks.
+      // A temp file is already on disk (a block about to be written is not); the
+      // rename frees the old object's blocks.
       const s = await fsp.statfs(this.#host.root);
-      need = Math.max(need, this.#minFreeRatio * s.blocks * s.bsize - s.bavail * s.bsize - old);
+      const coming = pending ? size : 0;
+      need = Math.max(need, this.#minFreeRatio * s.blocks * s.bsize - s.bavail * s.bsize + coming - old);
     }
     return need;
   }
 
   async #read(): Promise<number | undefined> {
     try {
-      const body = JSON.parse(await fsp.readFile(this.#host.usageFile, 'utf8')) as { bytes?: unknown };
-      return typeof body.bytes === 'number' && body.bytes >= 0 ? body.bytes : undefined;
+      const body = JSON.parse(await fsp.readFile(this.#host.usageFile, 'utf8')) as {
+        bytes?: unknown;
+        v?: unknown;
+      };
+      return body.v === USAGE_VERSION && typeof body.bytes === 'number' && body.bytes >= 0
+        ? body.bytes
+        : undefined;
     } catch {
       return undefined;
     }
@@ -189,7 +231,7 @@ export class Budget {
     const tmp = this.#host.tmpPath('c');
     const path = this.#host.usageFile;
     try {
-      await fsp.writeFile(tmp, JSON.stringify({ bytes: Math.max(0, this.bytes) }));
+      await fsp.writeFile(tmp, JSON.stringify({ v: USAGE_VERSION, bytes: Math.max(0, this.bytes) }));
       await fsp.rename(tmp, path);
     } catch (err) {
       await fsp.unlink(tmp).catch(() => {});

@@ -101,7 +101,8 @@ describe('layout on disk', () => {
     await again.write('a/d', enc('z'), { source });
     await again.delete('a/d');
     const sidecars = await filesUnder(join(root, '.tierkit', 'meta'));
-    expect(sidecars).toHaveLength(1); // a/b's (stale, ignored) only
+    // a/b's (stale, ignored) and a/c's (its block CRC32Cs only, no source).
+    expect(sidecars).toHaveLength(2);
     await again.close();
   });
 

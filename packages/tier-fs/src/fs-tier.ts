@@ -2,11 +2,17 @@
  * A directory as a tier. A complete object is a plain file at its key's path
  * under the root; everything else tierkit keeps lives in `<root>/.tierkit/`.
  * See README.md for the layout, the multi-process rules and NFS notes.
+ *
+ * The class holds the tier's operations and its read path; what they call
+ * lives by concern: the byte budget in capacity.ts, publishing (and what a
+ * partial copy asks of its tier) in publishing.ts, eviction and re-walks in
+ * eviction.ts, pins and purges in pins-purges.ts, what is found at open in
+ * root-scan.ts, partial copies in partial.ts / partial-dir.ts, locks in lock.ts.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { type BigIntStats, promises as fsp, lstatSync } from 'node:fs';
 import { constants } from 'node:os';
-import { dirname, sep } from 'node:path';
+import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Readable as NodeReadable } from 'node:stream';
 import { type CachedRead, cachedRead } from '@tierkit/native';
@@ -40,6 +46,7 @@ import {
   type WriteOptions,
 } from '@tierkit/tier-core';
 import { Budget, type BudgetHost, NO_SPACE } from './capacity.js';
+import { evictOne, reindex, unlinkObject } from './eviction.js';
 import { type CachedFile, DescriptorCache } from './fd-cache.js';
 import { DIRECT_FS_TYPES, LOCAL_FS_TYPES } from './fs-types.js';
 import { UseJournal } from './journal.js';
@@ -52,10 +59,16 @@ import {
   type Resolved,
   resolveOptions,
 } from './options.js';
-import { isOurTag, OWNER_TAG } from './owner.js';
-import { cleanPartialLeftovers, FsPartial, type PartialHost } from './partial.js';
-import { fsyncDir, isPidAlive, isReservedKey, keyHash, META_DIR, RootPaths } from './paths.js';
-import { etagOf, type FsChecksum, identity, type Sidecar, sidecarMatch } from './sidecar.js';
+import { OWNER_TAG } from './owner.js';
+import { CLAIM_PREFIX, cleanPartialLeftovers, FsPartial, type PartialHost } from './partial.js';
+import { partialOfEntry, scanPartials } from './partial-dir.js';
+import { isReservedKey, keyHash, META_DIR, RootPaths } from './paths.js';
+import { loadPins, purgeIdle, purgeToBytes, removePin, writePin } from './pins-purges.js';
+import { type PublishedPartial, partialHost, placeFile } from './publishing.js';
+import { cleanTemps, indexPartials, mkdirTelling, realRoot } from './root-scan.js';
+import { type BlockSums, etagOf, type FsChecksum, identity, type Sidecar, sidecarMatch } from './sidecar.js';
+import type { TierParts } from './tier-parts.js';
+import { checkedStream, StreamSums, sumsOfBytes, sumsOfFile, Verifier, type VerifyStats } from './verify.js';
 import { type WalkedFile, walkFiles } from './walk.js';
 
 export type { DescriptorCheck, FsTierOptions } from './options.js';
@@ -109,6 +122,19 @@ export interface FsEntryInfo {
   readonly pinned: boolean;
 }
 
+/** A partial copy, for operators (`FsTier.partials`, `tierkit ls`). */
+export interface FsPartialInfo {
+  readonly key: string;
+  /** The object's size at the origin. */
+  readonly size: number;
+  /** Bytes of the blocks present: what the budget counts for it. */
+  readonly bytesPresent: number;
+  readonly blockSize: number;
+  /** When a block was last added (ms since the epoch). */
+  readonly lastModified: number;
+  readonly pinned: boolean;
+}
+
 let tmpSeq = 0;
 
 export class FsTier implements Tier {
@@ -147,8 +173,11 @@ export class FsTier implements Tier {
   #inlineMax = 0;
   #inlineBytes = 0;
   readonly #budget: Budget;
-  #evictions = 0;
-  #evictedBytes = 0;
+  readonly #verifier: Verifier;
+  /** Entries evicted in this process, and their bytes. */
+  readonly #evicted = { count: 0, bytes: 0 };
+  /** What the modules (publishing, eviction, pins and purges, the open-time scan) work on. */
+  readonly #parts: TierParts;
 
   constructor(options: FsTierOptions) {
     if (!options || typeof options.root !== 'string' || options.root === '') {
@@ -164,6 +193,15 @@ export class FsTier implements Tier {
     this.#fds =
       this.#o.openFiles > 0 ? new DescriptorCache(this.#o.openFiles, this.#o.openFileIdleMs) : undefined;
     this.#budget = new Budget(this.#budgetHost(), this.#o.maxBytes, this.#o.minFreeRatio);
+    this.#parts = this.#makeParts();
+    this.#verifier = new Verifier(this.#o.verify, {
+      tier: this.name,
+      readOnly: this.#o.readOnly,
+      concurrency: this.#o.readConcurrency,
+      sidecarPath: (key) => this.#sidecarPath(key),
+      writeSidecar: (body) => this.#writeSidecarBody(body),
+      drop: (key) => this.delete(key),
+    });
     this.ready = this.#open();
     // Errors surface through the ops (and `ready`); never as an unhandled rejection.
     this.ready.catch(() => {});
@@ -179,19 +217,20 @@ export class FsTier implements Tier {
   get root(): string {
     return this.#paths?.real ?? this.#o.root;
   }
-  /** Bytes of the objects this process's index knows of. */
+  /** Bytes of the entries this process's index knows of: objects and partial copies' blocks. */
   get usedBytes(): number {
     return this.#policy.totalBytes;
   }
+  /** Entries of the index: objects and partial copies. */
   get count(): number {
     return this.#policy.count;
   }
   /** Entries removed by eviction (capacity or idle purge) in this process. */
   get evictions(): number {
-    return this.#evictions;
+    return this.#evicted.count;
   }
   get evictedBytes(): number {
-    return this.#evictedBytes;
+    return this.#evicted.bytes;
   }
   /** How cached descriptors are checked (`descriptorCheck`, resolved from the filesystem once the tier is ready). */
   get descriptorCheck(): DescriptorCheck {
@@ -210,6 +249,12 @@ export class FsTier implements Tier {
     return this.#inlineBytes;
   }
   /** Descriptors kept open for hot reads right now. */
+  /** The `verify` mode, and what reads checked (see verify.ts). */
+  get verify(): VerifyStats & { readonly mode: string; readonly implementation: string } {
+    const v = this.#verifier;
+    return { mode: v.mode, implementation: v.implementation, ...v.stats };
+  }
+
   get openDescriptors(): number {
     return this.#fds?.size ?? 0;
   }
@@ -294,7 +339,7 @@ export class FsTier implements Tier {
       this.#discover(key, size);
       this.#policy.acquire(key);
       acquired = true;
-      await this.#readAt(fh, view, offset, signal, key);
+      await this.#readChecked(key, fh, st, view, offset, signal);
       this.#touch(key);
       kept = cache?.put(key, fh, st, etag) ?? false;
       return view;
@@ -341,7 +386,7 @@ export class FsTier implements Tier {
           }
         }
         try {
-          await this.#readAt(f.fh, planned.view, planned.offset, signal, key);
+          await this.#readChecked(key, f.fh, f, planned.view, planned.offset, signal);
         } catch (err) {
           throw this.#error(err, key, op);
         }
@@ -350,7 +395,7 @@ export class FsTier implements Tier {
       }
       const [st, read] = await Promise.allSettled([
         fsp.lstat(this.#paths.file(key), { bigint: true }),
-        this.#readAt(f.fh, planned.view, planned.offset, signal, key),
+        this.#readChecked(key, f.fh, f, planned.view, planned.offset, signal),
       ]);
       if (st.status === 'rejected' || !DescriptorCache.same(f, st.value)) {
         this.#fds!.drop(key, f);
@@ -399,12 +444,15 @@ export class FsTier implements Tier {
         released = true;
         this.#policy.release(key);
       };
-      const stream = fh.createReadStream({
-        start: r.offset,
-        end: r.offset + r.length - 1,
-        highWaterMark: MiB,
-        autoClose: true,
-      });
+      const stream =
+        this.#verifier.mode === 'never'
+          ? fh.createReadStream({
+              start: r.offset,
+              end: r.offset + r.length - 1,
+              highWaterMark: MiB,
+              autoClose: true,
+            })
+          : await this.#checkedStream(key, fh, r.offset, r.length);
       fh = undefined;
       stream.once('close', release);
       const signal = options?.signal;
@@ -436,10 +484,16 @@ export class FsTier implements Tier {
     try {
       fh = await fsp.open(tmp, 'wx', this.#o.fileMode);
       let size = 0;
+      // The block sums verified reads check are taken from the bytes as they are written.
+      let sums: BlockSums;
       if (data instanceof Uint8Array) {
+        const summing = sumsOfBytes(data);
+        summing.catch(() => {});
         await writeFully(fh, data);
+        sums = await summing;
         size = data.byteLength;
       } else {
+        const summer = new StreamSums();
         for await (const chunk of data) {
           throwIfAborted(signal, key);
           if (!(chunk instanceof Uint8Array)) {
@@ -453,15 +507,17 @@ export class FsTier implements Tier {
           if (options?.size !== undefined && size > options.size) checkSize(size, options.size, key);
           const grown = this.#budget.refuse(key, size);
           if (grown) throw grown;
+          summer.update(chunk);
           await writeFully(fh, chunk);
         }
         checkSize(size, options?.size, key);
+        sums = summer.finish();
       }
       if (this.#o.fsync) await fh.sync();
       const st = await fh.stat({ bigint: true });
       await fh.close();
       fh = undefined;
-      await this.#publishFile(key, tmp, st, options?.source, signal);
+      await this.#publishFile(key, tmp, st, options?.source, signal, undefined, sums);
       published = true;
       return this.#meta(key, st, options?.source);
     } catch (err) {
@@ -482,33 +538,23 @@ export class FsTier implements Tier {
     st: BigIntStats,
     source: SourceMeta | undefined,
     signal: AbortSignal | undefined,
+    partial?: PublishedPartial,
+    sums?: BlockSums,
   ): Promise<void> {
     throwIfAborted(signal, key);
     const size = Number(st.size);
     await this.#paths.ensureParents(key, this.#o.dirMode);
     const id = identity(st);
     // The sidecar goes first and names the data file's identity: a crash before
-    // the rename leaves a sidecar that matches nothing and is ignored.
-    await this.#writeSidecar(key, id, source);
-    const final = this.#paths.file(key);
-    if (this.#budget.limited) {
-      await this.#budget.section(async () => {
-        const old = await regularFileSize(final);
-        await this.#budget.makeRoom(key, size, old, signal);
-        await fsp.rename(tmp, final);
-        this.#budget.bytes += size - old;
-      });
-    } else {
-      throwIfAborted(signal, key);
-      await fsp.rename(tmp, final);
+    // the rename leaves a sidecar that matches nothing and is ignored. It carries the
+    // blocks' CRC32Cs that verified reads check (verify.ts), taken as the bytes were
+    // written; read back from the file only by a caller that never had them.
+    if (!sums) {
+      this.#verifier.countReadBack(size);
+      sums = await sumsOfFile(tmp, size);
     }
-    this.#fds?.invalidate(key);
-    if (this.#o.fsync) await fsyncDir(dirname(final));
-    this.#sources.set(key, { id, source });
-    const now = this.#clock();
-    this.#policy.insert(key, size, now);
-    if (this.#pins.has(key)) this.#policy.pin(key);
-    this.#journal?.record(key, now);
+    await this.#writeSidecar(key, id, source, sums);
+    await placeFile(this.#parts, key, tmp, size, id, source, signal, partial);
   }
 
   // ---- partial copies (block-granular fills) ----------------------------
@@ -530,31 +576,21 @@ export class FsTier implements Tier {
   }
 
   get #partialHost(): PartialHost {
-    return {
-      dir: this.#paths.meta('partial'),
-      fsync: this.#o.fsync,
-      fileMode: this.#o.fileMode,
+    return partialHost(this.#parts, {
       locks: this.#locks,
-      tier: this.name,
-      verified: this.#verifiedBlocks,
       pool: this.workerPool,
       direct: this.#directFill,
       published: async (key, source) => {
         const meta = await this.stat(key);
         return meta && matchesSource(meta, source) ? meta : undefined;
       },
-      publish: async (key, file, source) => {
-        try {
-          const st = await fsp.stat(file, { bigint: true });
-          await this.#publishFile(key, file, st, source, undefined);
-          return await this.#meta(key, st, source);
-        } finally {
-          // Gone after a rename, except where another handle published the same partial first:
-          // renaming a link onto another name of its own inode does nothing, and leaves the link.
-          await fsp.unlink(file).catch(() => {});
-        }
+      readBack: (bytes) => this.#verifier.countReadBack(bytes),
+      publishFile: async (key, file, source, partial, sums) => {
+        const st = await fsp.stat(file, { bigint: true });
+        await this.#publishFile(key, file, st, source, undefined, partial, sums);
+        return this.#meta(key, st, source);
       },
-    };
+    });
   }
 
   async delete(key: string, options?: OpOptions): Promise<void> {
@@ -629,26 +665,20 @@ export class FsTier implements Tier {
     this.#assertWritable('pin', key);
     await this.#enter(key, undefined);
     try {
-      const tmp = this.#tmpPath('p');
-      await fsp.writeFile(tmp, key);
-      await fsp.rename(tmp, this.#pinPath(key));
+      await writePin(this.#parts, key);
     } catch (err) {
       throw this.#error(err, key, 'pin');
     }
-    this.#pins.add(key);
-    this.#policy.pin(key);
   }
 
   async unpin(key: string): Promise<void> {
     this.#assertWritable('unpin', key);
     await this.#enter(key, undefined);
     try {
-      await fsp.unlink(this.#pinPath(key));
+      await removePin(this.#parts, key);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw this.#error(err, key, 'unpin');
+      throw this.#error(err, key, 'unpin');
     }
-    this.#pins.delete(key);
-    this.#policy.unpin(key);
   }
 
   isPinned(key: string): boolean {
@@ -656,8 +686,9 @@ export class FsTier implements Tier {
   }
 
   /**
-   * Evicts least recently used entries until the objects under the root take at
-   * most `maxBytes` (never pinned or in-use ones). Returns the keys removed.
+   * Evicts least recently used entries — objects and partial copies — until
+   * they take at most `maxBytes` (never pinned or in-use ones). Returns the
+   * keys removed (a partial copy as `<key> (partial)`).
    */
   async purgeToBytes(maxBytes: number, options?: OpOptions): Promise<string[]> {
     this.#assertWritable('purgeToBytes');
@@ -666,18 +697,32 @@ export class FsTier implements Tier {
     this.#assertOpen();
     throwIfAborted(options?.signal);
     await this.#whenReady();
-    const out: string[] = [];
-    const run = async () => {
-      const need = this.#policy.totalBytes - maxBytes;
-      if (need <= 0) return;
-      for (const key of this.#policy.victims(need)) {
-        throwIfAborted(options?.signal);
-        if ((await this.#evictOne(key)) !== undefined) out.push(key);
-      }
-    };
-    if (this.#budget.limited) await this.#budget.section(run);
-    else await run();
-    return out;
+    return purgeToBytes(this.#parts, maxBytes, options?.signal);
+  }
+
+  /**
+   * The partial copies under `prefix` (objects filled only in part: range
+   * reads, an interrupted warm), by key: the bytes present — what the budget
+   * counts — and when a block was last added. `list` yields complete objects only.
+   */
+  async partials(prefix = '', options?: OpOptions): Promise<FsPartialInfo[]> {
+    assertPrefix(prefix, this.name);
+    this.#assertOpen();
+    throwIfAborted(options?.signal);
+    await this.#whenReady();
+    if (this.#o.readOnly) return [];
+    const found = await scanPartials(this.#paths.meta('partial'));
+    return found
+      .filter((p) => p.info.key.startsWith(prefix))
+      .map((p) => ({
+        key: p.info.key,
+        size: p.info.source.size,
+        bytesPresent: p.bytes,
+        blockSize: p.info.blockSize,
+        lastModified: p.mtimeMs,
+        pinned: this.#pins.has(p.info.key),
+      }))
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
   /** The entry's size, identity, origin, stored checksum, last use and pin; undefined on a miss. */
@@ -778,34 +823,31 @@ export class FsTier implements Tier {
       const id = identity(st);
       const side = await this.#readSidecar(key);
       const match = sidecarMatch(side, st);
-      // A copy keeps its origin version when the fresh hash proves it holds the recorded bytes.
-      const source =
-        match === 'same' || (match === 'copy' && side!.checksum?.value === checksum.value)
-          ? side!.source
-          : undefined;
-      await this.#writeSidecarBody({ key, id, ...(source ? { source } : {}), checksum });
+      // A copy keeps its origin version (and block sums) when the fresh hash proves it holds the recorded bytes.
+      const kept =
+        match === 'same' || (match === 'copy' && side!.checksum?.value === checksum.value) ? side : undefined;
+      const source = kept?.source;
+      const blocks = kept?.blocks;
+      await this.#writeSidecarBody({
+        key,
+        id,
+        ...(source ? { source } : {}),
+        ...(blocks ? { blocks } : {}),
+        checksum,
+      });
       this.#sources.set(key, { id, source });
       return true;
     });
     return stored ?? false;
   }
 
-  /** Evicts entries not used for `idleMs` (never pinned or in-use ones). Returns the keys removed. */
+  /** Evicts entries (objects and partial copies) not used for `idleMs`, never pinned or in-use ones. Returns the keys removed. */
   async purgeIdle(idleMs: number, options?: OpOptions): Promise<string[]> {
     this.#assertWritable('purgeIdle');
     this.#assertOpen();
     throwIfAborted(options?.signal);
     await this.#whenReady();
-    const out: string[] = [];
-    const run = async () => {
-      for (const key of this.#policy.idle(idleMs, this.#clock())) {
-        throwIfAborted(options?.signal);
-        if ((await this.#evictOne(key)) !== undefined) out.push(key);
-      }
-    };
-    if (this.#budget.limited) await this.#budget.section(run);
-    else await run();
-    return out;
+    return purgeIdle(this.#parts, idleMs, options?.signal);
   }
 
   /**
@@ -859,7 +901,7 @@ export class FsTier implements Tier {
     // A read-only root keeps no index: every stat and list looks at the disk.
     if (this.#o.readOnly) return;
     if (this.#budget.limited) await this.#budget.section(() => this.#budget.recount());
-    else await this.#reindex();
+    else await reindex(this.#parts);
   }
 
   /** Writes pending last-use times to the journal. Runs every `flushIntervalMs` and on close. */
@@ -911,7 +953,7 @@ export class FsTier implements Tier {
     const o = this.#o;
     try {
       if (o.create) await fsp.mkdir(o.root, { recursive: true, mode: o.dirMode });
-      const real = await this.#realRoot();
+      const real = await realRoot(o, this.name);
       this.#paths = new RootPaths(real, this.name);
       const fsType = (await fsp.statfs(real)).type;
       this.#check = o.descriptorCheck ?? (LOCAL_FS_TYPES.has(fsType) ? 'inline' : 'offload');
@@ -942,9 +984,11 @@ export class FsTier implements Tier {
         tier: this.name,
       });
       this.#journal = new UseJournal(this.#paths.meta('uses'), this.#paths.meta('tmp'), this.#instance);
-      await this.#cleanTemps();
+      await cleanTemps(this.#parts);
+      // Block claims of killed processes (a full disk, which cannot take a lock's temp file, leaves them for later).
+      await this.#locks.sweep(CLAIM_PREFIX).catch(() => {});
       await cleanPartialLeftovers(this.#paths.meta('partial'), o.staleTempMs, PARTIAL_MAX_AGE_MS);
-      await this.#loadPins();
+      await loadPins(this.#parts);
       const files = await walkFiles(real, '');
       const { uses, merged } = await this.#journal.load();
       const entries = files.map((f) => ({
@@ -965,14 +1009,12 @@ export class FsTier implements Tier {
         entries.map((e) => [e.key, e.lastUsed] as [string, number]),
         merged,
       );
+      const partialBytes = await indexPartials(this.#parts);
       if (o.maxBytes !== undefined) {
         // The first limited opener sets the shared count from its walk: while the
         // count is missing no limited process can have published anything.
         await this.#budget
-          .section(
-            async () => {},
-            files.reduce((n, f) => n + Number(f.st.size), 0),
-          )
+          .section(async () => {}, files.reduce((n, f) => n + Number(f.st.size), 0) + partialBytes)
           .catch((err: unknown) => {
             // A full disk cannot take the capacity lock file: open anyway and serve what is here;
             // the next publish takes the section (and fails typed while the disk stays full).
@@ -986,55 +1028,6 @@ export class FsTier implements Tier {
       }
     } catch (err) {
       throw this.#error(err, undefined, 'open');
-    }
-  }
-
-  /** The root's real path; a missing, unreadable or non-directory root is refused with its real cause. */
-  async #realRoot(): Promise<string> {
-    const o = this.#o;
-    let real: string;
-    try {
-      real = await fsp.realpath(o.root);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
-      throw new TierError(
-        'UNAVAILABLE',
-        `tier root ${o.root} does not exist` +
-          (o.readOnly ? ' (a read-only tier never creates it: is the share mounted?)' : ' (create: false)'),
-        { cause: err, tier: this.name, retryable: false, details: { errno: code, path: o.root } },
-      );
-    }
-    if (!(await fsp.stat(real)).isDirectory()) throw invalid(`tier root ${o.root} is not a directory`);
-    // Listing the root proves the process may read it: a root it cannot read fails here, not on the first read.
-    const dir = await fsp.opendir(real);
-    await dir.close();
-    return real;
-  }
-
-  /** Removes temp files left by processes that died mid-write (and old ones from other hosts). */
-  async #cleanTemps(): Promise<void> {
-    const dir = this.#paths.meta('tmp');
-    const now = Date.now();
-    for (const name of await fsp.readdir(dir)) {
-      const m = /^[a-z]-(\d+)-[0-9a-f]+-\d+.*@(.+)$/.exec(name);
-      const path = `${dir}${sep}${name}`;
-      let remove = false;
-      // A pid is asked of the kernel only for our own kernel and PID namespace (see owner.ts).
-      if (m && isOurTag(m[2]!) && Number(m[1]) !== process.pid) remove = !isPidAlive(Number(m[1]));
-      if (!remove) {
-        const st = await fsp.lstat(path).catch(() => undefined);
-        remove = st !== undefined && now - st.mtimeMs > this.#o.staleTempMs;
-      }
-      if (remove) await fsp.rm(path, { force: true, recursive: true }).catch(() => {});
-    }
-  }
-
-  async #loadPins(): Promise<void> {
-    const dir = this.#paths.meta('pins');
-    for (const name of await fsp.readdir(dir)) {
-      const key = await fsp.readFile(`${dir}${sep}${name}`, 'utf8').catch(() => undefined);
-      if (key !== undefined && keyHash(key) === name) this.#pins.add(key);
     }
   }
 
@@ -1091,14 +1084,19 @@ export class FsTier implements Tier {
     return this.#paths.meta('pins', keyHash(key));
   }
 
-  async #writeSidecar(key: string, id: string, source: SourceMeta | undefined): Promise<void> {
+  async #writeSidecar(
+    key: string,
+    id: string,
+    source: SourceMeta | undefined,
+    blocks?: BlockSums,
+  ): Promise<void> {
     const path = this.#sidecarPath(key);
-    if (source === undefined) {
+    if (source === undefined && blocks === undefined) {
       // A stale sidecar must not outlive the data it described.
       await fsp.unlink(path).catch(() => {});
       return;
     }
-    await this.#writeSidecarBody({ key, id, source });
+    await this.#writeSidecarBody({ key, id, ...(source ? { source } : {}), ...(blocks ? { blocks } : {}) });
   }
 
   async #writeSidecarBody(body: Sidecar): Promise<void> {
@@ -1109,14 +1107,20 @@ export class FsTier implements Tier {
       this.#metaDirs.add(dir);
     }
     const tmp = this.#tmpPath('m');
-    const fh = await fsp.open(tmp, 'wx');
     try {
-      await fh.writeFile(JSON.stringify(body));
-      if (this.#o.fsync) await fh.sync();
-    } finally {
-      await fh.close();
+      const fh = await fsp.open(tmp, 'wx');
+      try {
+        await fh.writeFile(JSON.stringify(body));
+        if (this.#o.fsync) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fsp.rename(tmp, path);
+    } catch (err) {
+      // (A full disk can refuse the bytes after the name was made.)
+      await fsp.unlink(tmp).catch(() => {});
+      throw err;
     }
-    await fsp.rename(tmp, path);
   }
 
   async #readSidecar(key: string): Promise<Sidecar | undefined> {
@@ -1227,7 +1231,49 @@ export class FsTier implements Tier {
   }
 
   *#useEntries(): Iterable<[string, number]> {
-    for (const e of this.#policy.entries()) yield [e.key, e.lastUsed];
+    // Partial copies' last use is their blocks file's time, not the journal's.
+    for (const e of this.#policy.entries()) if (!partialOfEntry(e.key)) yield [e.key, e.lastUsed];
+  }
+
+  /** A stream of the range whose blocks are checked as the `verify` mode says; it closes `fh`. */
+  async #checkedStream(key: string, fh: fsp.FileHandle, offset: number, length: number): Promise<Readable> {
+    const st = await fh.stat({ bigint: true });
+    const file = fh;
+    return checkedStream(
+      (into, position) =>
+        this.#readChecked(key, file, st, into, position, undefined).catch((err) => {
+          throw this.#error(err, key, 'readStream');
+        }),
+      offset,
+      length,
+      () => file.close(),
+    );
+  }
+
+  /** `#readAt`, checked against the entry's block sums as the `verify` mode says. */
+  #readChecked(
+    key: string,
+    fh: fsp.FileHandle,
+    st: {
+      readonly size: bigint | number;
+      readonly mtimeNs: bigint;
+      readonly ino: bigint;
+      readonly sizeBig?: bigint;
+    },
+    view: Uint8Array,
+    offset: number,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    if (this.#verifier.mode === 'never') return this.#readAt(fh, view, offset, signal, key);
+    const size = st.sizeBig ?? BigInt(st.size);
+    return this.#verifier.read(
+      key,
+      { fd: fh.fd, size: Number(size), version: { size, mtimeNs: st.mtimeNs, ino: st.ino } },
+      view,
+      offset,
+      (into, position) => this.#readAt(fh, into, position, signal, key),
+      signal,
+    );
   }
 
   async #readAt(
@@ -1309,56 +1355,37 @@ export class FsTier implements Tier {
         return tier.#paths.real;
       },
       tmpPath: (kind) => this.#tmpPath(kind),
-      reindex: () => this.#reindex(),
-      evict: (key) => this.#evictOne(key),
+      reindex: () => reindex(this.#parts),
+      evict: (key) => evictOne(this.#parts, key),
     };
   }
 
-  /** Walks the root and makes the index match the disk; returns the bytes found. */
-  async #reindex(): Promise<number> {
-    const files = await walkFiles(this.#paths.real, '');
-    let total = 0;
-    const seen = new Set<string>();
-    const fresh: { key: string; size: number; mtime: number }[] = [];
-    for (const f of files) {
-      const size = Number(f.st.size);
-      total += size;
-      seen.add(f.key);
-      const known = this.#policy.get(f.key);
-      if (!known) fresh.push({ key: f.key, size, mtime: Number(f.st.mtimeMs) });
-      else if (known.size !== size) this.#policy.insert(f.key, size, known.lastUsed);
-    }
-    fresh.sort((a, b) => a.mtime - b.mtime);
-    for (const f of fresh) {
-      this.#policy.insert(f.key, f.size, f.mtime);
-      if (this.#pins.has(f.key)) this.#policy.pin(f.key);
-    }
-    for (const e of [...this.#policy.entries()]) {
-      if (!seen.has(e.key) && !e.inUse) this.#forget(e.key);
-    }
-    return total;
-  }
-
-  /** Removes one entry's data (unless another process pinned it); returns its size, or undefined. */
-  async #evictOne(key: string): Promise<number | undefined> {
-    if (await exists(this.#pinPath(key))) {
-      this.#pins.add(key);
-      this.#policy.pin(key);
-      return undefined;
-    }
-    let size = 0;
-    if (await this.#paths.parentsAreReal(key)) size = await unlinkObject(this.#paths.file(key));
-    await fsp.unlink(this.#sidecarPath(key)).catch(() => {});
-    this.#forget(key);
-    this.#budget.bytes -= size;
-    this.#evictions++;
-    this.#evictedBytes += size;
-    try {
-      this.#onEvict?.(key, size);
-    } catch {
-      // A throwing callback must not break the write that triggered the eviction.
-    }
-    return size;
+  #makeParts(): TierParts {
+    const tier = this;
+    return {
+      name: this.name,
+      o: this.#o,
+      policy: this.#policy,
+      clock: this.#clock,
+      pins: this.#pins,
+      sources: this.#sources,
+      verifiedBlocks: this.#verifiedBlocks,
+      budget: this.#budget,
+      get paths() {
+        return tier.#paths;
+      },
+      get journal() {
+        return tier.#journal;
+      },
+      fds: this.#fds,
+      evicted: this.#evicted,
+      onEvict: this.#onEvict,
+      tmpPath: (kind) => this.#tmpPath(kind),
+      pinPath: (key) => this.#pinPath(key),
+      sidecarPath: (key) => this.#sidecarPath(key),
+      readSidecar: (key) => this.#readSidecar(key),
+      forget: (key) => this.#forget(key),
+    };
   }
 
   #error(err: unknown, key: string | undefined, op: string): TierError {
@@ -1443,65 +1470,6 @@ let pageCacheReader: CachedRead | undefined | null = null;
 function pageCacheRead(): CachedRead | undefined {
   if (pageCacheReader === null) pageCacheReader = cachedRead();
   return pageCacheReader;
-}
-
-/**
- * mkdir -p that tells why it failed: a recursive mkdir reports ENOENT for any
- * failure (EROFS on a read-only mount among them), so a plain mkdir of the last
- * level is tried for the real errno.
- */
-async function mkdirTelling(path: string, mode: number): Promise<void> {
-  try {
-    await fsp.mkdir(path, { recursive: true, mode });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    try {
-      await fsp.mkdir(path, { mode });
-    } catch (real) {
-      if ((real as NodeJS.ErrnoException).code === 'EEXIST') return;
-      throw real;
-    }
-  }
-}
-
-/** Size of the regular file at `path` (0 when missing or not a file). */
-async function regularFileSize(path: string): Promise<number> {
-  try {
-    const st = await fsp.lstat(path);
-    return st.isFile() ? st.size : 0;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
-    throw err;
-  }
-}
-
-/** Unlinks the object (or a link planted in its place, never its target); returns the bytes freed. */
-async function unlinkObject(path: string): Promise<number> {
-  let st: import('node:fs').Stats;
-  try {
-    st = await fsp.lstat(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return 0;
-    throw err;
-  }
-  if (st.isDirectory()) return 0;
-  try {
-    await fsp.unlink(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
-    throw err;
-  }
-  return st.isFile() ? st.size : 0;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await fsp.access(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function writeFully(fh: fsp.FileHandle, data: Uint8Array): Promise<void> {

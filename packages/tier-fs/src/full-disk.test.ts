@@ -3,9 +3,11 @@
  * serves its complete entries, although nothing can be written — neither the
  * use journal's snapshot nor the shared byte count — and leaves no temp file.
  */
+
+import { createHash } from 'node:crypto';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { createStack, MemoryTier } from '@tierkit/tier-core';
+import { createStack, DelegatingTier, MemoryTier, type ReadIntoOptions } from '@tierkit/tier-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsTier } from './index.js';
 import { fillDisk, type SmallFs, smallFs } from './test-mounts.js';
@@ -104,6 +106,47 @@ describe('reads through a cache on a full disk', () => {
       rmSync(filler);
       await stack.fill('m/obj-5.bin');
       expect((await cache.stat('m/obj-5.bin'))?.size).toBe(objects.get('m/obj-5.bin')!.byteLength);
+    } finally {
+      rmSync(filler, { force: true });
+      await stack.close();
+    }
+  });
+});
+
+describe('a stream when the disk fills under it', () => {
+  it('goes on from the origin where the cache stopped, byte-exact', async (ctx) => {
+    if (typeof disk === 'string') return ctx.skip(disk);
+    const root = join(disk.dir, 'stream');
+    const memory = new MemoryTier({ name: 'origin' });
+    const obj = blob(77, 10 * 1024 * 1024 + 3);
+    await memory.write('m/big.bin', obj);
+    // The origin holds back every block past the first 2 MiB until the disk is full.
+    let open!: () => void;
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    class Gated extends DelegatingTier {
+      override async readInto(key: string, target: Uint8Array, options?: ReadIntoOptions) {
+        if ((options?.offset ?? 0) >= 2 * 1024 * 1024) await gate;
+        return super.readInto(key, target, options);
+      }
+    }
+    const warnings: string[] = [];
+    const stack = createStack([new FsTier({ root, name: 'nvme', flushIntervalMs: 0 }), new Gated(memory)], {
+      blockSize: 1024 * 1024,
+      onWarning: (w) => warnings.push(`${w.op} ${(w.error as { code?: string }).code}`),
+    });
+    const filler = join(disk.dir, 'filler-3');
+    try {
+      const stream = (await stack.readStream('m/big.bin'))!;
+      const hash = createHash('sha256');
+      const it = stream[Symbol.asyncIterator]();
+      hash.update((await it.next()).value as Uint8Array);
+      fillDisk(filler);
+      open();
+      for (let r = await it.next(); !r.done; r = await it.next()) hash.update(r.value as Uint8Array);
+      expect(hash.digest('hex')).toBe(createHash('sha256').update(obj).digest('hex'));
+      expect(warnings).toContain('bypass CAPACITY');
     } finally {
       rmSync(filler, { force: true });
       await stack.close();

@@ -144,6 +144,43 @@ export class LockFiles {
     }
   }
 
+  /**
+   * Removes what dead holders left in the lock folder (at open): a lock named
+   * `<prefix>…` whose holder is provably dead (our kernel and PID namespace,
+   * pid gone) is taken over and released by the lock protocol itself, so a
+   * live contender racing us is never wronged; a takeover link nobody has
+   * touched for two leases was left by a contender that died between its link
+   * and its rename (a live one is done within half a lease). The tier sweeps
+   * block claims only: claims of blocks nobody will claim again (the block
+   * size changed, the object was published) would stay forever; other locks
+   * are left for their next contender, which must learn of the takeover (the
+   * capacity lock's next holder recounts). Returns the number of locks removed.
+   */
+  async sweep(prefix: string): Promise<number> {
+    let removed = 0;
+    const names = await fsp.readdir(this.cfg.dir).catch(() => [] as string[]);
+    for (const file of names) {
+      const path = join(this.cfg.dir, file);
+      const link = /^(.+)\.t\d+-[0-9a-f]+$/.exec(file);
+      if (link) {
+        const st = await fsp.lstat(path).catch(() => undefined);
+        // link() sets the inode's ctime: the link's own age.
+        if (st && Date.now() - st.ctimeMs > 2 * this.cfg.leaseMs) {
+          await fsp.unlink(path).catch(() => {});
+        }
+        continue;
+      }
+      if (!file.startsWith(prefix) || !file.endsWith('.lock')) continue;
+      const raw = await fsp.readFile(path, 'utf8').catch(() => undefined);
+      if (raw === undefined || !provablyDead(parseContent(raw), this.#owner)) continue;
+      const lock = await this.tryAcquire(file.slice(0, -'.lock'.length)).catch(() => undefined);
+      if (!lock) continue;
+      await lock.release();
+      removed++;
+    }
+    return removed;
+  }
+
   #content() {
     const token = `${this.#owner.pid}-${this.cfg.instance}-${(++seq).toString(36)}-${randomBytes(6).toString('hex')}`;
     return lockContent(this.#owner, token, this.cfg.leaseMs);

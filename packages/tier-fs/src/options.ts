@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { ReadPool } from '@tierkit/pool';
 import type { Policy } from '@tierkit/tier-core';
 import { TierError } from '@tierkit/tier-core';
+import { VERIFY_MODES, type VerifyMode } from './verify.js';
 
 const MiB = 1024 * 1024;
 
@@ -82,7 +83,9 @@ export interface FsTierOptions {
    * model loaded once should not push everything else out of memory. The
    * first read after the fill then comes from the disk. Default: on for ext4,
    * xfs, btrfs and f2fs; off elsewhere (tmpfs has no O_DIRECT, NFS makes each
-   * direct write a synchronous round trip). Blocks that are not 4 KiB-aligned
+   * direct write a synchronous round trip). Decided by fills in fresh processes
+   * on ext4, xfs and tmpfs: the same rate, 1–1.4 s less CPU per GiB on disk
+   * filesystems (bench/README.md, "directFill's default"). Blocks that are not 4 KiB-aligned
    * (the last one, or a block size that is not a multiple) are written buffered.
    */
   readonly directFill?: boolean;
@@ -109,6 +112,15 @@ export interface FsTierOptions {
   readonly flushIntervalMs?: number;
   /** Temp files of other hosts older than this are removed at open (default 1 h). */
   readonly staleTempMs?: number;
+  /**
+   * How reads check the bytes they serve against the CRC32C recorded per 1 MiB
+   * block when the entry was cached (see verify.ts): `'always'` (every block a
+   * read touches, every time), `'first'` (each block the first time this tier
+   * instance serves it), `'never'`. A block that does not match drops the entry
+   * and fails the read with INTEGRITY, which a stack answers from the origin.
+   * Default `'first'`: repeat reads cost nothing (bench/results/warm-read.md).
+   */
+  readonly verify?: VerifyMode;
   /** Mode of published files (default 0o644) and folders (default 0o755). */
   readonly fileMode?: number;
   readonly dirMode?: number;
@@ -136,6 +148,7 @@ export interface Resolved {
   readonly lockPollMs: number;
   readonly flushIntervalMs: number;
   readonly staleTempMs: number;
+  readonly verify: VerifyMode;
   readonly fileMode: number;
   readonly dirMode: number;
 }
@@ -161,6 +174,7 @@ const URL_OPTIONS: Record<string, 'size' | 'number' | 'bool' | 'string'> = {
   lockPollMs: 'number',
   flushIntervalMs: 'number',
   staleTempMs: 'number',
+  verify: 'string',
 };
 
 const SIZE_UNITS: Record<string, number> = {
@@ -244,6 +258,7 @@ export function resolveOptions(o: FsTierOptions): Resolved {
     lockPollMs: positive('lockPollMs', o.lockPollMs, 10),
     flushIntervalMs: positive('flushIntervalMs', o.flushIntervalMs, 30_000, 0),
     staleTempMs: positive('staleTempMs', o.staleTempMs, 3_600_000, 0),
+    verify: oneOf('verify', o.verify, VERIFY_MODES) ?? 'first',
     fileMode: o.fileMode ?? 0o644,
     dirMode: o.dirMode ?? 0o755,
   };

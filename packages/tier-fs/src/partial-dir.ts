@@ -1,7 +1,8 @@
 /**
  * The directories of partial copies (see partial.ts): their info.json, the
  * private names a process makes things under before it renames them into
- * place, retiring a partial, and removing what dead processes left.
+ * place, the bytes a partial holds (what the budget counts), retiring a
+ * partial, and removing what dead processes left.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
@@ -19,6 +20,76 @@ export interface Info {
 }
 
 let seq = 0;
+
+/** Bytes per block in `blocks.<id>`: a CRC-32, then MARKER once the block is on the disk. */
+export const SLOT = 8;
+export const MARKER = 0x424c4b31; // 'BLK1'
+
+const ENTRY_PREFIX = '.tierkit/partial/';
+/**
+ * The name a partial copy has in the tier's eviction policy: its directory
+ * under the root and its id. It can never be a key (`.tierkit` is reserved),
+ * so a partial of `key` and the complete `key` are two entries, and a partial
+ * replaced at the same directory is another entry.
+ */
+export function partialEntryName(dirName: string, id: string): string {
+  return `${ENTRY_PREFIX}${dirName}/${id}`;
+}
+/** The directory name and id of a policy entry that is a partial copy; undefined for an object's key. */
+export function partialOfEntry(entry: string): { name: string; id: string } | undefined {
+  if (!entry.startsWith(ENTRY_PREFIX)) return undefined;
+  const [name, id] = entry.slice(ENTRY_PREFIX.length).split('/');
+  return name && id ? { name, id } : undefined;
+}
+
+/** What the budget counts of one partial: the bytes of its blocks marked present. */
+export interface PartialSummary {
+  /** Directory name under `.tierkit/partial` (the key's hash). */
+  readonly name: string;
+  readonly info: Info;
+  readonly bytes: number;
+  /** Last block added (the blocks file's mtime). */
+  readonly mtimeMs: number;
+}
+
+/** The bytes of the blocks marked present in the partial at `dir` (of `info`), and when one was last added. */
+export async function markedBytes(
+  dir: string,
+  info: Info,
+): Promise<{ bytes: number; mtimeMs: number } | undefined> {
+  const blocks = Math.ceil(info.source.size / info.blockSize);
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(join(dir, `blocks.${info.id}`), 'r');
+    const slots = Buffer.alloc(blocks * SLOT);
+    await fh.read(slots, 0, slots.byteLength, 0);
+    const { mtimeMs } = await fh.stat();
+    let bytes = 0;
+    for (let b = 0; b < blocks; b++) {
+      if (slots.readUInt32LE(b * SLOT + 4) === MARKER) {
+        bytes += Math.min(info.blockSize, info.source.size - b * info.blockSize);
+      }
+    }
+    return { bytes, mtimeMs };
+  } catch {
+    return undefined;
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+}
+
+/** Every readable partial under `partials` (private names, mid-rename, are skipped). */
+export async function scanPartials(partials: string): Promise<PartialSummary[]> {
+  const out: PartialSummary[] = [];
+  for (const name of await fsp.readdir(partials).catch(() => [] as string[])) {
+    if (name.startsWith('.')) continue;
+    const dir = join(partials, name);
+    const info = await readInfo(dir);
+    const marked = info && (await markedBytes(dir, info));
+    if (info && marked) out.push({ name, info, ...marked });
+  }
+  return out;
+}
 
 /**
  * A name only this process uses: `.<kind>-<pid>-<n>-<random>@<owner tag>`. The
@@ -59,22 +130,25 @@ export async function exists(path: string): Promise<boolean> {
  * Renames the partial with id `id` (undefined: one without a readable info.json)
  * aside, atomically for everyone else, then removes it. What is at `dir` may
  * have been replaced since it was judged: a newer partial is put back (unless a
- * third took the path in that instant).
+ * third took the path in that instant). Resolves to the bytes of the blocks it
+ * removed (what the budget counted for them), or undefined when it removed
+ * nothing: exactly one caller removes a partial, so exactly one uncounts it.
  */
 export async function discardDir(
   partials: string,
   verified: Map<string, { readonly id: string }>,
   dir: string,
   id: string | undefined,
-): Promise<void> {
+): Promise<number | undefined> {
   const aside = privateName('old', partials);
   try {
     await fsp.rename(dir, aside);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  if ((await readInfo(aside))?.id !== id) {
+  const info = await readInfo(aside);
+  if (info?.id !== id) {
     // Put back. If yet another partial took the path meanwhile (a three-way race), this
     // one is lost to its users: they keep their open files, fetch what they lack, and
     // cannot publish it (nothing wrong is served); it is removed below.
@@ -82,10 +156,12 @@ export async function discardDir(
       () => true,
       () => false,
     );
-    if (back) return;
+    if (back) return undefined;
   }
   if (verified.get(dir)?.id === id) verified.delete(dir);
+  const bytes = info ? ((await markedBytes(aside, info))?.bytes ?? 0) : 0;
   await fsp.rm(aside, { recursive: true, force: true });
+  return bytes;
 }
 
 /**

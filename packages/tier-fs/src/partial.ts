@@ -12,6 +12,8 @@
  *   loss is fetched again, never served; and a block another process marked while
  *   this one had the partial open is checked against its CRC before it is first
  *   served, since an NFS client's cached pages can predate the block.
+ * - `sums.<id>`: the CRC32Cs the blocks publish with, taken as they were written
+ *   (see partial-sums.ts).
  *
  * Processes share a partial: each claims a block (a lock file with a lease)
  * before fetching it, so each block is fetched once across processes. The
@@ -29,17 +31,20 @@ import { closeSync, constants, promises as fsp, openSync, rmSync, writeSync } fr
 import { join } from 'node:path';
 import { setImmediate as setImmediateP } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
-import { loadAddon } from '@tierkit/native';
+import { type Crc32c, crc32c, loadAddon } from '@tierkit/native';
 import { isShared, type ReadPool, sharedBytes } from '@tierkit/pool';
 import { type ObjectMeta, type PartialEntry, type SourceMeta, TierError } from '@tierkit/tier-core';
 import type { FsLock, LockFiles } from './lock.js';
-import { discardDir, exists, type Info, privateName, readInfo } from './partial-dir.js';
+import { exists, type Info, MARKER, partialEntryName, privateName, readInfo, SLOT } from './partial-dir.js';
+import { SumsLayout } from './partial-sums.js';
 import { keyHash } from './paths.js';
+import type { BlockSums } from './sidecar.js';
+import { encodeSums } from './verify.js';
 
 export { cleanPartialLeftovers } from './partial-dir.js';
 
-const MARKER = 0x424c4b31; // 'BLK1'
-const SLOT = 8;
+/** The names of block claims in the lock folder: `p-<key hash>-<block>`. */
+export const CLAIM_PREFIX = 'p-';
 
 /** What a partial needs from the tier that owns it. */
 export interface PartialHost {
@@ -57,8 +62,35 @@ export interface PartialHost {
   readonly direct: boolean;
   /** The entry of `key` if it is a complete copy of `source` (published by another process). */
   published(key: string, source: SourceMeta): Promise<ObjectMeta | undefined>;
-  /** Publishes `file` (a private hard link to the data) as `key`; takes ownership of `file`. */
-  publish(key: string, file: string, source: SourceMeta): Promise<ObjectMeta>;
+  /**
+   * Publishes `file` (a private hard link to the data of the partial at `dir`
+   * with `id`) as `key` and retires that partial; takes ownership of `file`.
+   */
+  publish(
+    key: string,
+    file: string,
+    source: SourceMeta,
+    dir: string,
+    id: string,
+    sums: BlockSums,
+  ): Promise<ObjectMeta>;
+  /** Bytes of blocks read back at publish because their sums were not known (see partial-sums.ts). */
+  readBack?(bytes: number): void;
+  /** Removes the partial at `dir` if it is still the one with `id` (undefined: one without info.json). */
+  retire(dir: string, id: string | undefined): Promise<void>;
+  /**
+   * Counts `bytes` about to be written into the partial (`entry`, its name in
+   * the policy) in the budget, evicting to make room first: CAPACITY when
+   * nothing can go. Nothing is written past the budget.
+   */
+  reserve(key: string, entry: string, bytes: number): Promise<void>;
+  /** Takes back a reservation whose block was not written. */
+  unreserve(entry: string, bytes: number): Promise<void>;
+  /** A handle opened the partial holding `bytes`: it is in use (no eviction victim) until `closed`. */
+  opened(entry: string, bytes: number): void;
+  closed(entry: string): void;
+  /** The partial was read from: it moves in the eviction order. */
+  used(entry: string): void;
 }
 
 /** What this process knows of one partial's blocks, shared by its handles. */
@@ -66,8 +98,12 @@ export interface KnownBlocks {
   readonly id: string;
   /** Per block: ABSENT, TRUSTED (written or CRC-checked here) or MARKED (another process's marker, not yet checked). */
   readonly present: Uint8Array;
-  /** Per block: the CRC its marker recorded, when MARKED. */
+  /** Per block: the CRC-32 its marker recorded (known for every block present). */
   readonly crcs: Uint32Array;
+  /** Per unit (partial-sums.ts): the CRC32C the entry publishes with, valid where `summed` is set for its block. */
+  readonly sums: Uint32Array;
+  /** Per block: its unit sums in `sums` are known (taken at its write, its check, or a sealed record). */
+  readonly summed: Uint8Array;
   /** Per block: a CRC whose marker failed our check (the block is fetched again, not trusted on that marker). */
   readonly failed: Map<number, number>;
 }
@@ -76,6 +112,8 @@ export interface KnownBlocks {
 interface Unmarked {
   readonly block: number;
   readonly crc: number;
+  /** The block's unit CRC32Cs (its record in `sums.<id>`, written before the marker). */
+  readonly sums: Uint32Array;
   /** Written through the page cache (not O_DIRECT): needs the data file synced. */
   readonly buffered: boolean;
   resolve(): void;
@@ -101,6 +139,10 @@ export class FsPartial implements PartialEntry {
   readonly #source: SourceMeta;
   readonly #data: fsp.FileHandle;
   readonly #blocks: fsp.FileHandle;
+  /** `sums.<id>`; undefined for a partial made by a tierkit that kept none (its sums come from its bytes). */
+  readonly #sums: fsp.FileHandle | undefined;
+  readonly #layout: SumsLayout;
+  readonly #crc: Crc32c = crc32c();
   /** The data file opened with O_DIRECT (closed with the entry). */
   #direct: fsp.FileHandle | undefined;
   /** The kernel refused a direct write here: blocks go through the page cache from then on. */
@@ -118,6 +160,10 @@ export class FsPartial implements PartialEntry {
   /** Markers written since the blocks file was last synced (synced before a claim is released). */
   #markersDirty = false;
   readonly #claims = new Map<number, FsLock>();
+  /** The partial's name in the tier's policy (an entry of the budget). */
+  readonly #entry: string;
+  /** This handle holds the entry in use (see PartialHost.opened). */
+  #inUse = false;
   #closed = false;
   /** Blocks this handle wrote with O_DIRECT (diagnostics and tests). */
   directWrites = 0;
@@ -128,9 +174,11 @@ export class FsPartial implements PartialEntry {
     info: Info,
     data: fsp.FileHandle,
     blocks: fsp.FileHandle,
+    sums: fsp.FileHandle | undefined,
   ) {
     this.#host = host;
     this.#dir = dir;
+    this.#entry = partialEntryName(keyHash(info.key), info.id);
     this.#id = info.id;
     this.key = info.key;
     this.#source = info.source;
@@ -139,6 +187,8 @@ export class FsPartial implements PartialEntry {
     this.blockCount = Math.ceil(this.size / this.blockSize);
     this.#data = data;
     this.#blocks = blocks;
+    this.#sums = sums;
+    this.#layout = new SumsLayout(this.blockSize);
     const known = host.verified.get(dir);
     this.#known =
       known?.id === info.id && known.present.length === this.blockCount
@@ -147,6 +197,8 @@ export class FsPartial implements PartialEntry {
             id: info.id,
             present: new Uint8Array(this.blockCount),
             crcs: new Uint32Array(this.blockCount),
+            sums: new Uint32Array(Math.ceil(this.size / this.#layout.unit)),
+            summed: new Uint8Array(this.blockCount),
             failed: new Map(),
           };
     this.#present = this.#known.present;
@@ -175,12 +227,12 @@ export class FsPartial implements PartialEntry {
         if (opened) return opened;
       } else if (info) {
         // Another source or block size: move it aside, then build ours.
-        await discardDir(host.dir, host.verified, dir, info.id);
+        await host.retire(dir, info.id);
       } else if (await exists(dir)) {
         // No readable info.json: a leftover of another format or a damaged disk, unless
         // a new partial has just been renamed into place. Judged again before it goes.
         const again = await readInfo(dir);
-        if (!again) await discardDir(host.dir, host.verified, dir, undefined);
+        if (!again) await host.retire(dir, undefined);
         else continue;
       }
       if (attempt >= 4) {
@@ -196,16 +248,23 @@ export class FsPartial implements PartialEntry {
   static async #openExisting(host: PartialHost, dir: string, info: Info): Promise<FsPartial | undefined> {
     let data: fsp.FileHandle | undefined;
     let blocks: fsp.FileHandle | undefined;
+    let sums: fsp.FileHandle | undefined;
     try {
       data = await fsp.open(join(dir, `data.${info.id}`), 'r+');
       blocks = await fsp.open(join(dir, `blocks.${info.id}`), 'r+');
+      // Absent in a partial an older tierkit made: its blocks' sums are then taken at publish.
+      sums = await fsp.open(join(dir, `sums.${info.id}`), 'r+').catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return undefined;
+        throw err;
+      });
     } catch (err) {
       await data?.close();
+      await blocks?.close();
       // Retired since its info.json was read: look again.
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
     }
-    const p = new FsPartial(host, dir, info, data, blocks);
+    const p = new FsPartial(host, dir, info, data, blocks, sums);
     if (host.direct) p.#direct = await openDirect(join(dir, `data.${info.id}`));
     try {
       await p.#verify();
@@ -213,6 +272,8 @@ export class FsPartial implements PartialEntry {
       await p.close();
       throw err;
     }
+    p.#inUse = true;
+    host.opened(p.#entry, p.#presentBytes());
     return p;
   }
 
@@ -231,6 +292,11 @@ export class FsPartial implements PartialEntry {
       const blocks = await fsp.open(join(tmp, `blocks.${info.id}`), 'wx');
       await blocks.truncate(Math.ceil(info.source.size / info.blockSize) * SLOT);
       await blocks.close();
+      const sums = await fsp.open(join(tmp, `sums.${info.id}`), 'wx');
+      await sums.truncate(
+        Math.ceil(info.source.size / info.blockSize) * new SumsLayout(info.blockSize).record,
+      );
+      await sums.close();
       await fsp.writeFile(join(tmp, 'info.json'), JSON.stringify(info));
       await fsp.rename(tmp, dir);
     } catch (err) {
@@ -333,7 +399,7 @@ export class FsPartial implements PartialEntry {
     if (this.#closed) return false;
     let lock: FsLock | undefined;
     try {
-      lock = await this.#host.locks.tryAcquire(`p-${keyHash(this.key).slice(0, 32)}-${block}`);
+      lock = await this.#host.locks.tryAcquire(`${CLAIM_PREFIX}${keyHash(this.key).slice(0, 32)}-${block}`);
     } catch (err) {
       // A full disk cannot take the claim's lock file either.
       throw this.#writeError(err, block);
@@ -355,6 +421,7 @@ export class FsPartial implements PartialEntry {
     // client until a sync (or close), and a next holder on another node would fetch it again.
     if (lock && this.#markersDirty && this.#host.fsync) {
       this.#markersDirty = false;
+      await this.#sums?.datasync().catch(() => {});
       await this.#blocks.datasync().catch(() => {});
     }
     await lock?.release();
@@ -371,9 +438,15 @@ export class FsPartial implements PartialEntry {
       });
     }
     let crc: number;
+    let sums: Uint32Array;
     const direct =
       this.#direct && !this.#directRefused && this.#directOk(bytes, offset) ? this.#direct : undefined;
     let buffered = !direct;
+    await this.#reserve(block, bytes.byteLength);
+    // The publish sums are taken from the bytes in hand, alongside the write (the addon: on
+    // libuv's threads while a pool worker writes), never by reading the block back.
+    const summing = this.#crc.blocksAsync(bytes, this.#layout.unit);
+    summing.catch(() => {});
     try {
       try {
         crc = await this.#writeData(direct ?? this.#data, bytes, offset);
@@ -387,15 +460,49 @@ export class FsPartial implements PartialEntry {
         buffered = true;
         crc = await this.#writeData(this.#data, bytes, offset);
       }
+      sums = await summing;
     } catch (err) {
+      // Nothing (or a torn block that no marker will ever cover) was written: the reservation goes.
+      await this.#host.unreserve(this.#entry, bytes.byteLength).catch(() => {});
       throw this.#writeError(err, block);
     }
     await new Promise<void>((resolve, reject) => {
-      this.#unmarked.push({ block, crc, buffered, resolve, reject });
+      this.#unmarked.push({ block, crc, sums, buffered, resolve, reject });
       this.#flushing ??= this.#flushMarkers();
     });
     this.#known.failed.delete(block);
+    this.#known.crcs[block] = crc;
+    this.#setSums(block, sums);
     this.#present[block] = TRUSTED;
+  }
+
+  /**
+   * Counts the block in the budget before it is written. A partial another
+   * process retired meanwhile (evicted under pressure, or replaced) takes no
+   * more blocks: they would fill an unlinked file nobody can use.
+   */
+  async #reserve(block: number, length: number): Promise<void> {
+    if (!(await exists(join(this.#dir, `data.${this.#id}`)))) {
+      throw new TierError(
+        'CAPACITY',
+        `the partial copy of '${this.key}' was removed (evicted or replaced by another process): block ${block} is not stored`,
+        { key: this.key, tier: this.#host.tier, retryable: false },
+      );
+    }
+    try {
+      await this.#host.reserve(this.key, this.#entry, length);
+    } catch (err) {
+      throw this.#writeError(err, block);
+    }
+  }
+
+  /** Bytes of the blocks this handle knows present. */
+  #presentBytes(): number {
+    let n = 0;
+    for (let b = 0; b < this.blockCount; b++) {
+      if (this.#present[b] !== ABSENT) n += Math.min(this.blockSize, this.size - b * this.blockSize);
+    }
+    return n;
   }
 
   /**
@@ -427,6 +534,11 @@ export class FsPartial implements PartialEntry {
       try {
         if (this.#host.fsync && batch.some((u) => u.buffered)) await this.#data.datasync();
         for (const u of batch) {
+          // The record first: a marker another process sees has its record there already.
+          if (this.#sums) {
+            const rec = this.#layout.encode(u.sums, u.crc, this.#crc);
+            await writeAll(this.#sums, rec, u.block * this.#layout.record);
+          }
           const slot = Buffer.alloc(SLOT);
           slot.writeUInt32LE(u.crc, 0);
           slot.writeUInt32LE(MARKER, 4);
@@ -454,6 +566,7 @@ export class FsPartial implements PartialEntry {
 
   async readInto(target: Uint8Array, offset: number): Promise<void> {
     if (target.byteLength === 0) return;
+    this.#host.used(this.#entry);
     const first = Math.floor(offset / this.blockSize);
     const last = Math.floor((offset + target.byteLength - 1) / this.blockSize);
     for (let b = first; b <= last; b++) {
@@ -529,7 +642,62 @@ export class FsPartial implements PartialEntry {
     const from = Math.max(offset, start);
     const to = Math.min(offset + target.byteLength, start + length);
     if (bytes !== view) target.set(bytes.subarray(from - start, to - start), from - offset);
+    // Checked bytes in hand: the block's publish sums, if its record did not give them.
+    if (!this.#known.summed[b]) this.#setSums(b, this.#crc.blocks(bytes, this.#layout.unit));
     this.#present[b] = TRUSTED;
+  }
+
+  /** Keeps `sums`, block `b`'s unit CRC32Cs, for the publish. */
+  #setSums(b: number, sums: Uint32Array): void {
+    this.#known.sums.set(sums, b * this.#layout.perBlock);
+    this.#known.summed[b] = 1;
+  }
+
+  /**
+   * Takes the sums of present blocks this process has none for from their sealed
+   * records in `sums.<id>` (read fresh: on NFS, the server's copy).
+   */
+  async #loadSums(): Promise<void> {
+    const { summed, crcs } = this.#known;
+    const todo: number[] = [];
+    for (let b = 0; b < this.blockCount; b++) if (!summed[b] && this.has(b)) todo.push(b);
+    if (todo.length === 0) return;
+    const rec = this.#layout.record;
+    const all = Buffer.alloc(this.blockCount * rec);
+    const fresh = await fsp.open(join(this.#dir, `sums.${this.#id}`), 'r').catch(() => undefined);
+    const fh = fresh ?? this.#sums;
+    if (!fh) return;
+    try {
+      await fh.read(all, 0, all.byteLength, 0);
+    } catch {
+      return;
+    } finally {
+      await fresh?.close();
+    }
+    for (const b of todo) {
+      const length = Math.min(this.blockSize, this.size - b * this.blockSize);
+      const count = Math.ceil(length / this.#layout.unit);
+      const sums = this.#layout.decode(all.subarray(b * rec, (b + 1) * rec), count, crcs[b]!, this.#crc);
+      if (sums) this.#setSums(b, sums);
+    }
+  }
+
+  /**
+   * The CRC32Cs the entry publishes with. Blocks whose sums are known from neither their
+   * write, a check, nor a sealed record (a partial from an older tierkit, a record lost in
+   * a crash) are read once here — checked against their marker as any block another
+   * process wrote — and counted (PartialHost.readBack).
+   */
+  async #publishSums(): Promise<BlockSums> {
+    await this.#loadSums();
+    for (let b = 0; b < this.blockCount; b++) {
+      if (this.#known.summed[b]) continue;
+      const start = b * this.blockSize;
+      this.#present[b] = MARKED;
+      await this.#checkMarked(b, undefined, new Uint8Array(0), start);
+      this.#host.readBack?.(Math.min(this.blockSize, this.size - start));
+    }
+    return encodeSums(this.#known.sums, this.#layout.unit);
   }
 
   async publish(): Promise<ObjectMeta> {
@@ -542,6 +710,7 @@ export class FsPartial implements PartialEntry {
         });
       }
     }
+    const sums = await this.#publishSums();
     if (this.#host.fsync) await this.#data.sync();
     // A private hard link is what gets renamed into place, so a process still
     // filling or reading this partial keeps a valid file, and a second publisher
@@ -559,21 +728,22 @@ export class FsPartial implements PartialEntry {
         tier: this.#host.tier,
       });
     }
-    const meta = await this.#host.publish(this.key, link, this.#source);
-    await this.discard();
-    return meta;
+    // The host retires the partial in the same step: its bytes become the object's.
+    return this.#host.publish(this.key, link, this.#source, this.#dir, this.#id, sums);
   }
 
   async discard(): Promise<void> {
-    await discardDir(this.#host.dir, this.#host.verified, this.#dir, this.#id);
+    await this.#host.retire(this.#dir, this.#id);
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#inUse) this.#host.closed(this.#entry);
     for (const b of [...this.#claims.keys()]) await this.release(b);
     await this.#data.close().catch(() => {});
     await this.#blocks.close().catch(() => {});
+    await this.#sums?.close().catch(() => {});
     await this.#direct?.close().catch(() => {});
     this.#direct = undefined;
   }
@@ -617,9 +787,10 @@ export class FsPartial implements PartialEntry {
         ),
       );
       for (const [i, b] of todo.entries()) {
-        if (crcs[i] === slots.readUInt32LE(b * SLOT)) this.#present[b] = TRUSTED;
+        if (crcs[i] === slots.readUInt32LE(b * SLOT)) this.#trustAtReopen(b, slots);
         else await this.#torn(b);
       }
+      // Their publish sums come from their sealed records (read with the markers, at publish).
       return;
     }
     const buf = Buffer.allocUnsafe(Math.min(this.blockSize, Math.max(this.size, 1)));
@@ -634,9 +805,19 @@ export class FsPartial implements PartialEntry {
         if (bytesRead === 0) break;
         done += bytesRead;
       }
-      if (done === length && crc32(view) === slots.readUInt32LE(b * SLOT)) this.#present[b] = TRUSTED;
-      else await this.#torn(b);
+      if (done === length && crc32(view) === slots.readUInt32LE(b * SLOT)) {
+        this.#trustAtReopen(b, slots);
+        // Bytes in hand: their sums need no record.
+        if (!this.#known.summed[b]) this.#setSums(b, this.#crc.blocks(view, this.#layout.unit));
+      } else {
+        await this.#torn(b);
+      }
     }
+  }
+
+  #trustAtReopen(b: number, slots: Buffer): void {
+    this.#known.crcs[b] = slots.readUInt32LE(b * SLOT);
+    this.#present[b] = TRUSTED;
   }
 
   /** A marked block whose bytes do not match at reopen (torn by a crash): cleared, to be fetched again. */

@@ -12,6 +12,16 @@ export interface Sidecar {
   readonly source?: SourceMeta;
   /** A digest of the data file's bytes, recorded by whoever computed it (the warmer). */
   readonly checksum?: FsChecksum;
+  /** CRC32C of each block of the data file, recorded when it was published (see verify.ts). */
+  readonly blocks?: BlockSums;
+}
+
+/** Per-block CRC32Cs of an entry: what `verify` checks reads against. */
+export interface BlockSums {
+  /** Bytes per block (the last block may be short). */
+  readonly size: number;
+  /** The CRC32Cs, 4 bytes each, little-endian, in base64. */
+  readonly crc32c: string;
 }
 
 /** A digest of an entry's bytes, kept in its sidecar (tied to the data file's identity). */

@@ -79,6 +79,65 @@ describe('an object larger than the cache', () => {
     await stack.close();
   });
 
+  it('fill does not fail: it says the object was not cached because it does not fit', async () => {
+    const origin = new MemoryTier({ name: 'origin' });
+    await origin.write('model.bin', big);
+    const cache = new FsTier({ root: join(base, 'cache-fill'), name: 'nvme', maxBytes: 32 * MiB });
+    const warnings: string[] = [];
+    const stack = createStack([cache, origin], { onWarning: (w) => warnings.push(`${w.op} ${w.tier}`) });
+    const got = await stack.fill('model.bin');
+    expect(got).toMatchObject({
+      key: 'model.bin',
+      size: 64 * MiB,
+      notCached: { tier: 'nvme', reason: 'too-large' },
+    });
+    expect(got!.notCached!.message).toMatch(/exceeds maxBytes/);
+    expect(warnings).toEqual(['bypass nvme']);
+    expect(stack.stats().bypassed).toBe(1);
+    expect(await cache.stat('model.bin')).toBeUndefined();
+    // A fill that fits reports nothing of the kind.
+    await origin.write('small.bin', new Uint8Array(1000).fill(1));
+    expect((await stack.fill('small.bin'))?.notCached).toBeUndefined();
+    await stack.close();
+  });
+
+  it('a stream under way whose blocks the cache can no longer store goes on from the origin, byte-exact', async () => {
+    const memory = new MemoryTier({ name: 'origin' });
+    const obj = big.subarray(0, 24 * MiB);
+    await memory.write('model.bin', obj);
+    await memory.write('pinned.bin', big.subarray(0, 20 * MiB));
+    // The origin holds back every block past the first 2 MiB until the test lets it go.
+    let open!: () => void;
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    class Gated extends DelegatingTier {
+      override async readInto(key: string, target: Uint8Array, options?: ReadIntoOptions) {
+        if (key === 'model.bin' && (options?.offset ?? 0) >= 2 * MiB) await gate;
+        return super.readInto(key, target, options);
+      }
+    }
+    const cache = new FsTier({ root: join(base, 'cache-stream'), name: 'nvme', maxBytes: 32 * MiB });
+    const warnings: string[] = [];
+    const stack = createStack([cache, new Gated(memory)], {
+      blockSize: MiB,
+      onWarning: (w) => warnings.push(`${w.op} ${(w.error as { code?: string }).code}`),
+    });
+    const stream = (await stack.readStream('model.bin'))!;
+    const chunks: Uint8Array[] = [];
+    const it = stream[Symbol.asyncIterator]();
+    chunks.push((await it.next()).value as Uint8Array);
+    // Meanwhile the cache fills up with what it must keep (pinned): no block of the stream fits any more.
+    await stack.fill('pinned.bin');
+    await cache.pin('pinned.bin');
+    open();
+    for (let r = await it.next(); !r.done; r = await it.next()) chunks.push(r.value as Uint8Array);
+    expect(sha(Buffer.concat(chunks))).toBe(sha(obj));
+    expect(warnings).toContain('bypass CAPACITY');
+    expect(stack.stats().bypassed).toBeGreaterThan(0);
+    await stack.close();
+  });
+
   it('objects that fit are still cached beside it', async () => {
     const origin = new MemoryTier({ name: 'origin' });
     await origin.write('model.bin', big);

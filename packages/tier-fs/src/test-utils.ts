@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -105,4 +105,27 @@ export async function filesUnder(dir: string, rel = ''): Promise<string[]> {
     else out.push(r);
   }
   return out;
+}
+
+/**
+ * What `du` reports for `dir`, in bytes: the blocks allocated to every file and
+ * folder under it (`.tierkit` included), each inode counted once (a hard link
+ * is not counted twice). Entries that vanish mid-walk are skipped.
+ */
+export async function diskUsage(dir: string): Promise<number> {
+  const seen = new Set<string>();
+  let total = 0;
+  const walk = async (path: string): Promise<void> => {
+    const st = await lstat(path, { bigint: true }).catch(() => undefined);
+    if (!st) return;
+    const id = `${st.dev}:${st.ino}`;
+    if (!seen.has(id)) {
+      seen.add(id);
+      total += Number(st.blocks) * 512;
+    }
+    if (!st.isDirectory()) return;
+    for (const name of await readdir(path).catch(() => [] as string[])) await walk(join(path, name));
+  };
+  await walk(dir);
+  return total;
 }

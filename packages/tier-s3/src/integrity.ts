@@ -8,8 +8,7 @@
  * can be checked for free of round trips; a byte flipped in transit over plain
  * http (or by a broken proxy) then fails the check instead of being served.
  */
-import { createHash } from 'node:crypto';
-import { TierError } from '@tierkit/tier-core';
+import { digestBytes, TierError } from '@tierkit/tier-core';
 
 /** What a GET answer says about the object that bears on its ETag. */
 export interface AnswerTraits {
@@ -29,11 +28,22 @@ export function etagMd5(a: AnswerTraits): string | undefined {
   return m[1]!.toLowerCase();
 }
 
-/** Throws INTEGRITY (restartable: a fresh read may succeed) when `bytes` do not hash to `md5`. */
-export function checkMd5(bytes: Uint8Array, md5: string, ctx: { key: string; tier: string }): void {
-  const got = createHash('md5').update(bytes).digest('hex');
+/**
+ * Throws INTEGRITY (restartable: a fresh read may succeed) when `bytes` do not
+ * hash to `md5`. Hashed on tier-core's digest thread, off the event loop.
+ */
+export async function checkMd5(
+  bytes: Uint8Array,
+  md5: string,
+  ctx: { key: string; tier: string },
+): Promise<void> {
+  const got = await digestBytes(bytes, { algorithm: 'md5' });
   if (got === md5) return;
-  throw new TierError(
+  throw mismatchError(md5, got, ctx);
+}
+
+export function mismatchError(md5: string, got: string, ctx: { key: string; tier: string }): TierError {
+  return new TierError(
     'INTEGRITY',
     `read '${ctx.key}': the bytes received do not match the object's MD5 (ETag ${md5}, got ${got})`,
     {

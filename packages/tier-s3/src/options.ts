@@ -55,6 +55,15 @@ export interface S3TierOptions {
   readonly adaptive?: S3AdaptiveOptions | false;
   /** Hard bound on bytes of ranges in flight or buffered across all reads of this tier. Default 256 MiB. */
   readonly maxBytesInFlight?: number;
+  /**
+   * GET requests in flight across every read into memory (`read`, `readInto`: every
+   * block fill of a stack) of this tier, however many objects are being read: one
+   * budget for a warm of many objects, not one per object. A freed slot goes to the
+   * object with the fewest requests in flight, so small objects do not queue behind
+   * the parts of big ones. Streams (`readStream`) are paced by their consumer and
+   * bounded by `maxBytesInFlight` only. Default: `concurrency`.
+   */
+  readonly maxRequestsInFlight?: number;
   /** Writes larger than this use a multipart upload. Default 16 MiB. */
   readonly multipartThreshold?: number;
   /** Part size of multipart uploads (≥ 5 MiB). Default 8 MiB. */
@@ -96,11 +105,23 @@ export interface S3TierOptions {
    */
   readonly directGets?: boolean;
   /**
-   * Check every read that covers a whole single-part object against the MD5 its
-   * ETag is (not under SSE-KMS/SSE-C): a mismatch reads again, then fails with
-   * INTEGRITY. Default true.
+   * End-to-end integrity. `stat` asks for the object's stored checksum
+   * (checksum mode on) and reports it, with the MD5 an ETag is, as the object's
+   * `digests`: a stack's fill checks every byte it publishes against them (a
+   * mismatch fetches again, then fails with INTEGRITY). A read that covers a
+   * whole single-part object is checked against its MD5 ETag here as well.
+   * Default true; false states nothing and checks nothing.
    */
   readonly verify?: boolean;
+  /**
+   * Take ETags as MD5s of the bytes (single-part: the MD5; multipart:
+   * `md5(part MD5s)-N`, with the part size learned by a HEAD of part 1), as S3,
+   * MinIO, Ceph RGW and s3rver make them — never under SSE-KMS or SSE-C, where
+   * S3's ETag is something else. Turn off for a server whose ETags are of its own
+   * making: a fill whose bytes keep disagreeing with such an ETag fails with
+   * INTEGRITY and says so. Default true.
+   */
+  readonly etagDigests?: boolean;
 }
 
 export interface ResolvedS3Config {
@@ -117,6 +138,7 @@ export interface ResolvedS3Config {
   readonly concurrency: number;
   readonly adaptive: Required<S3AdaptiveOptions> | false;
   readonly maxBytesInFlight: number;
+  readonly maxRequestsInFlight: number;
   readonly multipartThreshold: number;
   readonly uploadPartSize: number;
   readonly uploadConcurrency: number;
@@ -130,6 +152,7 @@ export interface ResolvedS3Config {
   readonly maxSockets: number;
   readonly directGets: boolean;
   readonly verify: boolean;
+  readonly etagDigests: boolean;
 }
 
 function bad(message: string): TierError {
@@ -259,6 +282,7 @@ export function resolveOptions(options: S3TierOptions): ResolvedS3Config {
     concurrency,
     adaptive,
     maxBytesInFlight,
+    maxRequestsInFlight: int('maxRequestsInFlight', options.maxRequestsInFlight, concurrency, 1, 1024),
     multipartThreshold: int('multipartThreshold', options.multipartThreshold, 16 * MiB, 0, 5 * 1024 * MiB),
     uploadPartSize,
     uploadConcurrency: int('uploadConcurrency', options.uploadConcurrency, 4, 1, 64),
@@ -287,6 +311,7 @@ export function resolveOptions(options: S3TierOptions): ResolvedS3Config {
     maxSockets: int('maxSockets', options.maxSockets, Math.max(64, 2 * concurrency), 1),
     directGets: options.directGets ?? true,
     verify: options.verify ?? true,
+    etagDigests: options.etagDigests ?? true,
   };
 }
 
@@ -294,6 +319,7 @@ const URL_NUMBERS = [
   'partSize',
   'concurrency',
   'maxBytesInFlight',
+  'maxRequestsInFlight',
   'multipartThreshold',
   'uploadPartSize',
   'uploadConcurrency',
@@ -323,7 +349,7 @@ export function optionsFromUrl(url: string | URL, extra: Partial<S3TierOptions> 
   const fromQuery: Record<string, unknown> = {};
   for (const [k, v] of u.searchParams) {
     if (k === 'region' || k === 'endpoint' || k === 'name') fromQuery[k] = v;
-    else if (k === 'forcePathStyle' || k === 'directGets' || k === 'verify')
+    else if (k === 'forcePathStyle' || k === 'directGets' || k === 'verify' || k === 'etagDigests')
       fromQuery[k] = v === 'true' || v === '1';
     else if (k === 'requestChecksumCalculation' || k === 'responseChecksumValidation') fromQuery[k] = v;
     else if ((URL_NUMBERS as readonly string[]).includes(k)) {

@@ -32,7 +32,7 @@ import type { GetAnswer, ObjectGets } from './get-object.js';
 import { checkMd5, etagMd5 } from './integrity.js';
 import type { ResolvedS3Config } from './options.js';
 import { orderedStream } from './read-stream.js';
-import { type AttemptScope, type RetryContext, retry } from './request.js';
+import { type AttemptScope, type RequestSlots, type RetryContext, retry } from './request.js';
 import type { S3TierTestHooks } from './s3-tier.js';
 
 /** What the read path needs of its tier. */
@@ -40,6 +40,8 @@ export interface ReadIo {
   readonly config: ResolvedS3Config;
   readonly name: string;
   readonly budget: ByteBudget;
+  /** GET requests in flight across every read into memory of the tier. */
+  readonly slots: RequestSlots;
   readonly gets: ObjectGets;
   readonly hooks: S3TierTestHooks;
   check(key: string, signal: AbortSignal | undefined): void;
@@ -87,6 +89,7 @@ export class ReadPath {
   readonly config: ResolvedS3Config;
   readonly name: string;
   readonly #budget: ByteBudget;
+  readonly #slots: RequestSlots;
   readonly #gets: ObjectGets;
 
   constructor(io: ReadIo) {
@@ -94,7 +97,29 @@ export class ReadPath {
     this.config = io.config;
     this.name = io.name;
     this.#budget = io.budget;
+    this.#slots = io.slots;
     this.#gets = io.gets;
+  }
+
+  /** GET requests in flight and waiting, across the tier's reads into memory. */
+  get slots(): RequestSlots {
+    return this.#slots;
+  }
+
+  /** One request's slot, then its bytes: what a GET into memory holds while it runs. */
+  async #take(key: string, bytes: number, signal: AbortSignal | undefined): Promise<void> {
+    await this.#slots.acquire(key, signal);
+    try {
+      await this.#budget.acquire(bytes, signal);
+    } catch (err) {
+      this.#slots.release(key);
+      throw err;
+    }
+  }
+
+  #give(key: string, bytes: number): void {
+    this.#budget.release(bytes);
+    this.#slots.release(key);
   }
 
   /** The byte budget of the tier (bytes of ranges in flight or buffered). */
@@ -118,20 +143,20 @@ export class ReadPath {
     const offset = range?.offset ?? 0;
     if (range?.length === 0) return this.#emptyRead(key, range, signal, options?.ifMatch);
     const firstLen = Math.min(this.config.partSize, range?.length ?? this.config.partSize);
-    await this.#budget.acquire(firstLen, signal);
+    await this.#take(key, firstLen, signal);
     let first: First | undefined | 'empty';
     try {
       first = await this.#first(key, offset, firstLen, signal, options?.ifMatch);
     } catch (err) {
-      this.#budget.release(firstLen);
+      this.#give(key, firstLen);
       throw err;
     }
     if (first === undefined) {
-      this.#budget.release(firstLen);
+      this.#give(key, firstLen);
       return undefined;
     }
     if (first === 'empty') {
-      this.#budget.release(firstLen);
+      this.#give(key, firstLen);
       return this.#emptyRead(key, range, signal, options?.ifMatch);
     }
     let r: { offset: number; length: number };
@@ -139,7 +164,7 @@ export class ReadPath {
       r = resolveRange(range, first.size, key);
     } catch (err) {
       dropFirst(first);
-      this.#budget.release(firstLen);
+      this.#give(key, firstLen);
       throw err;
     }
     const dest = new Uint8Array(r.length);
@@ -173,16 +198,16 @@ export class ReadPath {
       return resolveIntoRange(target, options?.offset, options?.length, meta.size, key).length;
     }
     const firstLen = Math.min(this.config.partSize, want);
-    await this.#budget.acquire(firstLen, signal);
+    await this.#take(key, firstLen, signal);
     let first: First | undefined | 'empty';
     try {
       first = await this.#first(key, offset, firstLen, signal, options?.ifMatch);
     } catch (err) {
-      this.#budget.release(firstLen);
+      this.#give(key, firstLen);
       throw err;
     }
     if (first === undefined || first === 'empty') {
-      this.#budget.release(firstLen);
+      this.#give(key, firstLen);
       if (first === undefined) return undefined;
       const meta = await this.#statMatching(key, signal, options?.ifMatch);
       if (!meta) return undefined;
@@ -193,7 +218,7 @@ export class ReadPath {
       r = resolveIntoRange(target, options?.offset, options?.length, first.size, key);
     } catch (err) {
       dropFirst(first);
-      this.#budget.release(firstLen);
+      this.#give(key, firstLen);
       throw err;
     }
     await this.#fill(key, first, firstLen, r, target, 0, signal);
@@ -351,7 +376,7 @@ export class ReadPath {
     let firstDone = 0;
     let released = false;
     const releaseFirst = () => {
-      if (!released) this.#budget.release(firstBudget);
+      if (!released) this.#give(key, firstBudget);
       released = true;
     };
     // Resolved when the probe is measured (or the first part is done).
@@ -403,7 +428,7 @@ export class ReadPath {
         if (isTierError(err, 'CHANGED')) throw restartable(err);
         throw err;
       });
-      this.#verify(key, first, r, dest.subarray(destOff, destOff + r.length));
+      await this.#verify(key, first, r, dest.subarray(destOff, destOff + r.length));
       return;
     }
     // The rest, in parts, through a pool of workers sized once the probe is in.
@@ -421,12 +446,12 @@ export class ReadPath {
         while (next < ranges.length) {
           if (inner.aborted) return;
           const p = ranges[next++]!;
-          await this.#budget.acquire(p.length, inner);
+          await this.#take(key, p.length, inner);
           try {
             await this.#io.hooks.beforePart?.({ key, offset: p.offset, length: p.length });
             await this.range(ti, p.offset, p.length, dest, destOff + (p.offset - r.offset), 0);
           } finally {
-            this.#budget.release(p.length);
+            this.#give(key, p.length);
           }
         }
       };
@@ -444,17 +469,22 @@ export class ReadPath {
       if (signal?.aborted) throw abortError(signal, key);
       throw toTierError(firstError, { op: 'read', key, tier: this.name, signal });
     }
-    this.#verify(key, first, r, dest.subarray(destOff, destOff + r.length));
+    await this.#verify(key, first, r, dest.subarray(destOff, destOff + r.length));
   }
 
   /**
    * A read of the whole object is checked against its MD5 ETag, where it has
    * one (see integrity.ts): INTEGRITY on a mismatch, which `restarting` reads again.
    */
-  #verify(key: string, first: First, r: { offset: number; length: number }, bytes: Uint8Array): void {
+  async #verify(
+    key: string,
+    first: First,
+    r: { offset: number; length: number },
+    bytes: Uint8Array,
+  ): Promise<void> {
     if (!this.config.verify || r.offset !== 0 || r.length !== first.size) return;
     const md5 = etagMd5(first.res);
-    if (md5 !== undefined) checkMd5(bytes, md5, { key, tier: this.name });
+    if (md5 !== undefined) await checkMd5(bytes, md5, { key, tier: this.name });
   }
 
   /**

@@ -4,9 +4,8 @@
  * order, within the tier's byte budget. A stream of a whole object is hashed
  * as it goes and fails, rather than ends, when it does not match its MD5 ETag.
  */
-import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { abortError, isTierError, TierError } from '@tierkit/tier-core';
+import { abortError, DigestSession, INLINE_DIGEST_BYTES, isTierError, TierError } from '@tierkit/tier-core';
 import { toTierError } from './errors.js';
 import { etagMd5 } from './integrity.js';
 import type { First, ReadPath, Target } from './read-path.js';
@@ -83,7 +82,11 @@ export function orderedStream(
   let finished = false;
   // A stream of the whole object is hashed as it goes, and checked before it ends.
   const md5 = p.config.verify && r.offset === 0 && r.length === first.size ? etagMd5(first.res) : undefined;
-  const hash = md5 !== undefined ? createHash('md5') : undefined;
+  // On tier-core's digest thread: the event loop only hands the chunks over.
+  const hash =
+    md5 !== undefined
+      ? new DigestSession([{ algorithm: 'md5' }], { inline: first.size <= INLINE_DIGEST_BYTES })
+      : undefined;
   return new Readable({
     highWaterMark: 1,
     async read() {
@@ -91,7 +94,7 @@ export function orderedStream(
       if (!head) {
         finished = true;
         cleanup();
-        const got = hash?.digest('hex');
+        const got = hash ? (await hash.finish())[0] : undefined;
         if (got !== undefined && got !== md5) {
           // The bytes are already out: the stream fails rather than ends.
           this.destroy(
@@ -112,6 +115,7 @@ export function orderedStream(
         p.budget.release(head.length);
         firstSettled = true;
         hash?.update(buf);
+        await hash?.drain(32 * 1024 * 1024);
         schedule();
         this.push(buf);
       } catch (err) {
@@ -124,6 +128,7 @@ export function orderedStream(
     },
     destroy(err, callback) {
       if (!finished) ac.abort();
+      hash?.drop();
       cleanup();
       // Parts still pending give their budget back as they settle.
       for (const part of queue.splice(0)) {

@@ -164,3 +164,103 @@ function extraCaCertificates(): string[] {
     return [];
   }
 }
+
+/**
+ * The tier's budget of GET requests in flight, shared by every read into
+ * memory (`read`, `readInto`: every block fill of a stack) however many
+ * objects are being read: a warm of many objects keeps the server at its
+ * ceiling without piling requests up on it. A free slot goes to the waiting
+ * key with the fewest requests in flight (then the longest waiting), so a
+ * small object read next to big ones (a config file beside model shards)
+ * waits for one request at most, not behind every queued part of theirs.
+ */
+export class RequestSlots {
+  readonly capacity: number;
+  #inFlight = 0;
+  /** Requests in flight per key. */
+  readonly #perKey = new Map<string, number>();
+  readonly #waiters: { key: string; resolve: () => void; reject: (e: unknown) => void }[] = [];
+
+  constructor(capacity: number) {
+    this.capacity = capacity;
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  get waiting(): number {
+    return this.#waiters.length;
+  }
+
+  acquire(key: string, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(abortError(signal, key));
+    if (this.#waiters.length === 0 && this.#inFlight < this.capacity) {
+      this.#take(key);
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(abortError(signal, key));
+      };
+      const waiter = {
+        key,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject,
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.push(waiter);
+    });
+  }
+
+  release(key: string): void {
+    const n = this.#perKey.get(key) ?? 0;
+    if (n <= 1) this.#perKey.delete(key);
+    else this.#perKey.set(key, n - 1);
+    this.#inFlight = Math.max(0, this.#inFlight - 1);
+    while (this.#inFlight < this.capacity && this.#waiters.length > 0) {
+      let best = 0;
+      let bestLoad = Number.POSITIVE_INFINITY;
+      for (let i = 0; i < this.#waiters.length; i++) {
+        const load = this.#perKey.get(this.#waiters[i]!.key) ?? 0;
+        if (load < bestLoad) {
+          best = i;
+          bestLoad = load;
+          if (load === 0) break;
+        }
+      }
+      const w = this.#waiters.splice(best, 1)[0]!;
+      this.#take(w.key);
+      w.resolve();
+    }
+  }
+
+  #take(key: string): void {
+    this.#inFlight++;
+    this.#perKey.set(key, (this.#perKey.get(key) ?? 0) + 1);
+  }
+}
+
+/**
+ * Builds an SDK client without its NodeVersionSupportWarning: the notice is about
+ * SDK releases tierkit does not use (it pins its SDK and declares the Node versions
+ * it supports), so it is not for our users' logs. The SDK's own switch is set only
+ * while our client is built; the user's environment is left as it was, and no other
+ * warning is touched.
+ */
+export function withoutSdkVersionNotice<T>(build: () => T): T {
+  const name = 'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED';
+  const before = process.env[name];
+  process.env[name] = 'true';
+  try {
+    return build();
+  } finally {
+    if (before === undefined) delete process.env[name];
+    else process.env[name] = before;
+  }
+}

@@ -9,6 +9,7 @@ import {
   assertPrefix,
   keyProblem,
   type ListOptions,
+  type ObjectDigest,
   type ObjectMeta,
   type OpOptions,
   type ReadIntoOptions,
@@ -26,7 +27,8 @@ import { isNotFound } from './errors.js';
 import { ObjectGets } from './get-object.js';
 import { optionsFromUrl, type ResolvedS3Config, resolveOptions, type S3TierOptions } from './options.js';
 import { ReadPath } from './read-path.js';
-import { clientConfig, type RetryContext, retry } from './request.js';
+import { clientConfig, RequestSlots, type RetryContext, retry, withoutSdkVersionNotice } from './request.js';
+import { partSizeFrom, statedDigests } from './stated-digests.js';
 import { type WriteIo, writeObject } from './write-path.js';
 
 const CAPABILITY: TierCapability = Object.freeze({
@@ -71,7 +73,9 @@ export class S3Tier implements Tier {
       this.client = options.client;
       this.#ownsClient = false;
     } else {
-      this.client = new S3Client(clientConfig(this.config, options.credentials));
+      this.client = withoutSdkVersionNotice(
+        () => new S3Client(clientConfig(this.config, options.credentials)),
+      );
       this.#ownsClient = true;
     }
     this.#gets = new ObjectGets(this.client, this.config, this.#ownsClient);
@@ -80,6 +84,7 @@ export class S3Tier implements Tier {
       config: this.config,
       name: this.name,
       budget: this.#budget,
+      slots: new RequestSlots(this.config.maxRequestsInFlight),
       gets: this.#gets,
       get hooks() {
         return tier.testHooks;
@@ -113,20 +118,61 @@ export class S3Tier implements Tier {
     const full = this.config.prefix + key;
     return retry(this.#ctx('stat', key), signal, async (_, scope) => {
       try {
-        const r = await this.client.send(new HeadObjectCommand({ Bucket: this.config.bucket, Key: full }), {
-          abortSignal: scope.signal,
-        });
+        const verify = this.config.verify;
+        const r = await this.client.send(
+          new HeadObjectCommand({
+            Bucket: this.config.bucket,
+            Key: full,
+            ...(verify ? { ChecksumMode: 'ENABLED' as const } : {}),
+          }),
+          { abortSignal: scope.signal },
+        );
+        const digests = verify ? statedDigests(r, this.config.etagDigests) : [];
         return {
           key,
           size: r.ContentLength ?? 0,
           ...(r.ETag ? { etag: r.ETag } : {}),
           ...(r.LastModified ? { lastModified: r.LastModified.getTime() } : {}),
+          ...(digests.length > 0 ? { digests } : {}),
         };
       } catch (err) {
         if (isNotFound(err)) return undefined;
         throw err;
       }
     });
+  }
+
+  /**
+   * Completes a per-part digest (a multipart ETag, a COMPOSITE checksum) with
+   * its part size, from a HEAD of part 1 of the version `options.etag` names.
+   * Undefined when the server does not say (one that ignores `partNumber`).
+   */
+  async resolveDigest(
+    key: string,
+    digest: ObjectDigest,
+    options: OpOptions & { readonly size: number; readonly etag?: string },
+  ): Promise<ObjectDigest | undefined> {
+    if (digest.parts === undefined || digest.partSize) return digest;
+    this.#check(key, options.signal);
+    const full = this.config.prefix + key;
+    const r = await retry(this.#ctx('stat', key), options.signal, async (_, scope) => {
+      try {
+        return await this.client.send(
+          new HeadObjectCommand({
+            Bucket: this.config.bucket,
+            Key: full,
+            PartNumber: 1,
+            ...(options.etag ? { IfMatch: options.etag } : {}),
+          }),
+          { abortSignal: scope.signal },
+        );
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    });
+    const partSize = partSizeFrom(r?.ContentLength, r?.PartsCount, digest.parts, options.size);
+    return partSize ? { ...digest, partSize } : undefined;
   }
 
   // ---------------------------------------------------------------- reads

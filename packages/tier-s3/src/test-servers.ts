@@ -1,57 +1,14 @@
 /**
  * Misbehaving servers for the timeout and TLS tests, over plain TCP or TLS on
- * 127.0.0.1, and a throwaway certificate made with openssl.
+ * 127.0.0.1 (a throwaway certificate comes from testing/cert.ts).
  */
-import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import { createServer as createNetServer, type Server, Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createServer as createTlsServer } from 'node:tls';
+import type { TestCert } from './testing/cert.js';
 
-export interface TestCert {
-  readonly key: string;
-  readonly cert: string;
-}
-
-/** A self-signed certificate for 127.0.0.1, localhost and *.s3.localhost; undefined without openssl. */
-export async function makeCert(): Promise<TestCert | undefined> {
-  const dir = await mkdtemp(join(tmpdir(), 'tierkit-cert-'));
-  try {
-    const ok = await new Promise<boolean>((resolve) =>
-      execFile(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:prime256v1',
-          '-nodes',
-          '-days',
-          '2',
-          '-subj',
-          '/CN=127.0.0.1',
-          '-addext',
-          'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:s3.localhost,DNS:*.s3.localhost',
-          '-keyout',
-          join(dir, 'key.pem'),
-          '-out',
-          join(dir, 'cert.pem'),
-        ],
-        (err) => resolve(!err),
-      ),
-    );
-    if (!ok) return undefined;
-    return {
-      key: await readFile(join(dir, 'key.pem'), 'utf8'),
-      cert: await readFile(join(dir, 'cert.pem'), 'utf8'),
-    };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+// The certificate helper is public (`@tierkit/tier-s3/testing`), shared with the bench.
+export { makeTestCert as makeCert, type TestCert } from './testing/cert.js';
 
 export interface RawRequest {
   readonly method: string;

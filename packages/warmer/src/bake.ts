@@ -10,6 +10,9 @@ import { createFsTier } from '@tierkit/tier-fs';
 import type { Manifest } from './manifest.js';
 import { type WarmOptions, type WarmSummary, warm } from './warm.js';
 
+/** Bookkeeping folders under `.tierkit/` that only a running process needs (emptied, kept). */
+const RUNTIME_DIRS = ['tmp', 'locks', 'uses'];
+
 export interface BakeOptions extends WarmOptions {
   /** Pin every baked object so the running container never evicts or purges it (default false). */
   readonly pin?: boolean;
@@ -30,7 +33,8 @@ export interface BakeSummary extends WarmSummary {
 /**
  * Warms `manifest` from `origin` into `target` (a tier-fs root: plain files at
  * their keys' paths, sidecars with the origin's size/ETag and a sha256), then
- * removes run-time leftovers (temp files, locks) so the image layer is clean.
+ * removes run-time leftovers (temp files, locks, the use journal) so the image
+ * layer holds only what a reader needs.
  * Incremental: baking again into the same folder fetches only what changed.
  */
 export async function bake(
@@ -61,7 +65,12 @@ export async function bake(
     await cache.close();
   }
   const meta = join(cache.root, '.tierkit');
-  for (const dir of ['tmp', 'locks']) {
+  // The image keeps what a reader needs: the objects, their sidecars (meta/), pins and
+  // baked.json. The baker's run-time state goes: temp files, locks and their leases, and
+  // its use journal (last-use times of a build machine; a reader falls back to the files'
+  // times). Partial fills stay only when something failed, so baking again resumes them.
+  const failed = summary.items.some((i) => i.status === 'failed');
+  for (const dir of failed ? RUNTIME_DIRS : [...RUNTIME_DIRS, 'partial']) {
     for (const name of await readdir(join(meta, dir)).catch(() => [] as string[])) {
       await rm(join(meta, dir, name), { recursive: true, force: true });
     }

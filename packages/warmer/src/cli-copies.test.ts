@@ -3,10 +3,11 @@
  * folder copied the way `COPY` copies it (new inodes; size and mtime kept) —
  * here with `cp -a` and with `tar c | tar x`. The copy starts warm: `ls` shows
  * every entry cached, `warm` fetches nothing, reads serve the copy. An edit in
- * place inside the copy is still caught and fetched again.
+ * place inside the copy is still caught and fetched again. The baked tree holds
+ * only what a reader needs: no use journal, lock or temp file of the baker.
  */
 import { execFileSync, execSync } from 'node:child_process';
-import { mkdirSync, statSync, utimesSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync, utimesSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,6 +64,39 @@ const copies: [string, (from: string, to: string) => void][] = [
     },
   ],
 ];
+
+/** Every file under `dir`, relative, sorted. */
+const filesUnder = (dir: string): string[] =>
+  (readdirSync(dir, { recursive: true, withFileTypes: true }) as import('node:fs').Dirent[])
+    .filter((d) => d.isFile())
+    .map((d) => join(d.parentPath, d.name).slice(dir.length + 1))
+    .sort();
+
+describe('the baked tree', () => {
+  it("holds the objects, their sidecars and baked.json: none of the baker's run-time state", () => {
+    const meta = join(work, 'bake', '.tierkit');
+    const files = filesUnder(meta);
+    const sidecars = files.filter((f) => /^meta\/[0-9a-f]{2}\/[0-9a-f]{64}\.json$/.test(f));
+    expect(sidecars).toHaveLength(keys.length);
+    // No use journal (uses/), lock or lease (locks/), temp (tmp/) or partial fill of the baking process.
+    expect(files.filter((f) => !sidecars.includes(f))).toEqual(['baked.json']);
+    for (const dir of ['uses', 'locks', 'tmp', 'partial']) expect(readdirSync(join(meta, dir))).toEqual([]);
+  });
+
+  it('a copy (cp -a) opened by a reader starts warm and keeps its own last-use times', async () => {
+    const img = join(work, 'img-reader');
+    execFileSync('cp', ['-a', join(work, 'bake'), img]);
+    const ls = await tierkit(['ls', '--cache', img, '--json']);
+    expect(ls.code, ls.stderr).toBe(0);
+    const entries = JSON.parse(ls.stdout).entries as { key: string; state: string; lastUsed: number }[];
+    expect(entries.map((e) => [e.key, e.state])).toEqual(keys.map((k) => [k, 'cached']));
+    // With no journal of the baker, a last use is the file's time as the image holds it.
+    for (const e of entries) expect(e.lastUsed).toBe(statSync(join(img, e.key)).mtimeMs);
+    const warm = await tierkit(['warm', '--cache', img, '--origin', originUrl, 'llama/', '--json']);
+    expect(warm.code, warm.stderr).toBe(0);
+    expect(JSON.parse(warm.stdout)).toMatchObject({ fetched: 0, fresh: keys.length, bytesFetched: 0 });
+  });
+});
 
 describe('a baked cache, copied as an image build copies it', () => {
   it.each(copies)(

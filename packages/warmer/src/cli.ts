@@ -32,6 +32,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     err(`tierkit: unknown command '${name}' — commands: ${Object.keys(HELP).join(', ')} (tierkit --help)`);
     return EXIT_USAGE;
   }
+  // `tierkit warm --help` needs no more than `tierkit --help` (flags after `--` are arguments).
+  const flagsPart = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  if (flagsPart.includes('--help') || flagsPart.includes('-h')) {
+    out(commandHelp(name));
+    return EXIT_OK;
+  }
   // The commands (tiers, SDKs, metrics) load only now: a separate file in dist/.
   const { runCommand } = (await import(RUNNER)) as typeof import('./cli/run.js');
   return runCommand(name, rest, env, out, err);

@@ -213,9 +213,13 @@ describe('tierkit warm --rank --world-size --split', () => {
       expect(p.coverage).toBeGreaterThan(0);
       expect(p.coverage).toBeLessThan(1);
     }
-    const complete = JSON.parse((await tierkit(['ls', '--cache', cache, '--json'])).stdout).entries as {
+    const all = JSON.parse((await tierkit(['ls', '--cache', cache, '--json'])).stdout).entries as {
       size: number;
+      state: string;
     }[];
+    // A plain ls lists the partial copies too (state `partial N%`).
+    expect(all.filter((e) => e.state.startsWith('partial'))).toHaveLength(parts.length);
+    const complete = all.filter((e) => !e.state.startsWith('partial'));
     const onDisk = [...parts, ...complete].reduce((n, e) => n + e.size, 0);
     expect(onDisk).toBe(s.bytesFetched);
 

@@ -16,7 +16,12 @@ import { globToRegExp, type Manifest, resolveManifest } from './manifest.js';
 import { asChecksumCache, errorInfo, type ItemError, isOperatorCache } from './util.js';
 
 export interface WarmOptions {
-  /** Objects fetched at once (default 4). */
+  /**
+   * Objects fetched at once (default 8), plus as many small ones (one request's
+   * worth, ≤ 8 MiB: configs, tokenizers) in a lane of their own, so they never
+   * wait behind big ones. The requests in flight are bounded by the origin tier
+   * across all of them (an S3 origin's `maxRequestsInFlight`), not per object.
+   */
   readonly concurrency?: number;
   /**
    * Bound on the bytes of the objects being fetched at once (default 1 GiB). An
@@ -67,9 +72,19 @@ export interface WarmProgress {
  *   (or of unknown provenance) and was fetched again;
  * - `unvalidated`: cached, kept as it is: the origin could not be reached to
  *   check it (`staleIfError`);
+ * - `too-large`: larger than the cache's byte budget, so not cached (see
+ *   `warning`); reads of it are served from the origin. Not a failure: the
+ *   run stays `ok` (a cache being small is not an error), and `tooLarge` counts them;
  * - `failed`: see `error`; `planned`: a dry run would fetch it.
  */
-export type WarmStatus = 'fresh' | 'fetched' | 'refetched' | 'unvalidated' | 'failed' | 'planned';
+export type WarmStatus =
+  | 'fresh'
+  | 'fetched'
+  | 'refetched'
+  | 'unvalidated'
+  | 'too-large'
+  | 'failed'
+  | 'planned';
 
 /**
  * Why a cached copy is fetched again: `changed` at the origin, `modified` (the
@@ -85,6 +100,8 @@ export interface WarmItemResult {
   /** Why a cached copy was fetched again. */
   readonly reason?: RefetchReason;
   readonly error?: ItemError;
+  /** Why a `too-large` object was not cached. */
+  readonly warning?: string;
   readonly sha256?: string;
 }
 
@@ -98,6 +115,8 @@ export interface WarmSummary {
   readonly fetched: number;
   readonly refetched: number;
   readonly unvalidated: number;
+  /** Objects larger than the cache's budget: not cached, served from the origin (status `too-large`). */
+  readonly tooLarge: number;
   readonly failed: number;
   /**
    * Bytes actually fetched from the origin: a fill resumed from a partial copy
@@ -147,7 +166,7 @@ export async function warm(
   options: WarmOptions = {},
 ): Promise<WarmSummary> {
   const started = Date.now();
-  const concurrency = Math.floor(positive('concurrency', options.concurrency, 4));
+  const concurrency = Math.floor(positive('concurrency', options.concurrency, DEFAULT_CONCURRENCY));
   const maxInFlight = positive('maxBytesInFlight', options.maxBytesInFlight, 1024 ** 3);
   const signal = options.signal;
   const tiers = stack.tiers;
@@ -161,6 +180,7 @@ export async function warm(
   throwIfAborted(signal);
   let resolved: { items: ObjectMeta[]; missing: string[]; excluded?: string[] };
   let originError: ItemError | undefined;
+  if (!options.dryRun) prestartWorkers(cache);
   try {
     resolved = await resolveManifest(origin, manifest, { signal });
   } catch (err) {
@@ -245,13 +265,16 @@ export async function warm(
     timer.unref();
     emit();
     try {
-      await runBounded(toFetch, concurrency, maxInFlight, signal, async (f) => {
+      await runLanes(toFetch, concurrency, maxInFlight, signal, async (f) => {
         const { meta, reason } = f;
         active.add(meta.key);
         try {
-          await fetchOne(stack, cache, meta, signal);
+          const filled = await fetchOne(stack, cache, meta, signal, sealer !== undefined);
           let sha256: string | undefined;
-          if (sealer) sha256 = await sealer.seal(meta.key, signal);
+          // The sha256 the fill computed as the bytes arrived; a fill that fetched nothing
+          // (another process published the copy) leaves it to the sealer, which reads the file.
+          if (sealer && filled) sha256 = await sealer.record(meta.key, filled.sha256, filled.etag, signal);
+          if (sealer && !sha256) sha256 = await sealer.seal(meta.key, signal);
           completedBytes += meta.size;
           filesDone++;
           record({
@@ -262,6 +285,12 @@ export async function warm(
             ...(sha256 ? { sha256 } : {}),
           });
         } catch (err) {
+          if (err instanceof TooLarge) {
+            filesDone++;
+            completedBytes += meta.size;
+            record({ key: meta.key, size: meta.size, status: 'too-large', warning: err.message });
+            return;
+          }
           if (isTierError(err, 'ABORTED') || signal?.aborted) aborted = true;
           filesFailed++;
           record({
@@ -314,6 +343,7 @@ export async function warm(
     fetched: count('fetched'),
     refetched: count('refetched'),
     unvalidated: count('unvalidated'),
+    tooLarge: count('too-large'),
     failed,
     bytesFetched,
     bytesTotal: items.reduce((n, m) => n + m.size, 0),
@@ -360,14 +390,28 @@ async function resolveOffline(
   return { items, missing };
 }
 
-/** Fills one object and checks that the cache kept it (a fill that did not fit is only a warning in a stack). */
-async function fetchOne(stack: StackTier, cache: Tier, meta: ObjectMeta, signal: AbortSignal | undefined) {
-  const got = await stack.fill(meta.key, { signal });
+/**
+ * Fills one object and checks that the cache kept it (a fill that did not fit is
+ * only a warning in a stack). With `sha256`, the fill hashes the bytes as they
+ * arrive (on the digest worker): returned with the cached copy's ETag.
+ */
+async function fetchOne(
+  stack: StackTier,
+  cache: Tier,
+  meta: ObjectMeta,
+  signal: AbortSignal | undefined,
+  sha256: boolean,
+): Promise<{ sha256: string; etag: string } | undefined> {
+  const got = await stack.fill(meta.key, { signal, ...(sha256 ? { digests: ['sha256'] as const } : {}) });
   if (!got) {
     throw new TierError('NOT_FOUND', `'${meta.key}' disappeared from the origin while warming`, {
       key: meta.key,
       retryable: false,
     });
+  }
+  // Larger than the cache's budget: not cached, and not a failure (reads go to the origin).
+  if (got.notCached?.reason === 'too-large') {
+    throw new TooLarge(`too large for the cache '${got.notCached.tier}': ${got.notCached.message}`);
   }
   const cached = await cache.stat(meta.key, { signal });
   if (!cached) {
@@ -378,6 +422,61 @@ async function fetchOne(stack: StackTier, cache: Tier, meta: ObjectMeta, signal:
       { key: meta.key, retryable: false },
     );
   }
+  const hashed = got.digests?.find((d) => d.algorithm === 'sha256' && d.parts === undefined)?.value;
+  return hashed && cached.etag ? { sha256: hashed, etag: cached.etag } : undefined;
+}
+
+/** A fill the cache could not keep because the object exceeds its budget (see WarmStatus `too-large`). */
+class TooLarge extends Error {}
+
+/**
+ * Starts the cache tier's worker pool (an fs tier's `workerPool`: threads that
+ * write and checksum blocks), once the origin's first request is on its way.
+ * In a fresh process the pool's threads take about half a second to start on
+ * a small machine; started at the first block write, as they otherwise are,
+ * every block of the first fill waits for them (bench/README.md, whole-process).
+ */
+function prestartWorkers(cache: Tier): void {
+  const starter = cache as { readonly workerPool?: unknown };
+  if (!('workerPool' in cache)) return;
+  setImmediate(() => {
+    try {
+      void starter.workerPool;
+    } catch {
+      // A pool that cannot start is the fill's problem to report, not this hint's.
+    }
+  });
+}
+
+/**
+ * Objects open at once by default. Enough that a model of mid-sized shards
+ * (a fill of an object under one span keeps two requests in flight) reaches
+ * the origin's request budget, which is what bounds the load on the server.
+ */
+const DEFAULT_CONCURRENCY = 8;
+
+/** Objects up to one request's worth (an S3 part) go in the small lane. */
+const SMALL_OBJECT_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Runs `fn` over `items` in two lanes at once: small objects (configs,
+ * tokenizers) and the rest, each lane `concurrency` wide and in the manifest's
+ * order, so a small file never waits for a big one to finish. The big lane
+ * also keeps the sizes of those running within `maxBytes`.
+ */
+async function runLanes<T extends { meta: ObjectMeta }>(
+  items: readonly T[],
+  concurrency: number,
+  maxBytes: number,
+  signal: AbortSignal | undefined,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  const small = items.filter((i) => i.meta.size <= SMALL_OBJECT_BYTES);
+  const big = items.filter((i) => i.meta.size > SMALL_OBJECT_BYTES);
+  await Promise.all([
+    runBounded(small, concurrency, Number.POSITIVE_INFINITY, signal, fn),
+    runBounded(big, concurrency, maxBytes, signal, fn),
+  ]);
 }
 
 /**

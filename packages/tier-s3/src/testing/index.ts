@@ -23,6 +23,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+export { makeTestCert, type TestCert } from './cert.js';
+
 /** s3rver's built-in account. */
 export const LOCAL_S3_CREDENTIALS = Object.freeze({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' });
 
@@ -208,6 +210,12 @@ export interface Shaping {
 
 export interface FaultProxyStats {
   requests: number;
+  /** Requests received and not yet answered in full (or cut), now and at most so far. */
+  inFlight: number;
+  maxInFlight: number;
+  /** The same for GET requests only. */
+  getsInFlight: number;
+  maxGetsInFlight: number;
   faults: { status: number; drop: number; truncate: number; flip: number };
 }
 
@@ -344,7 +352,14 @@ export async function startFaultProxy(options: StartFaultProxyOptions): Promise<
     random = p && typeof p === 'object' && !Array.isArray(p) ? prng((p as RandomFaultPlan).seed) : undefined;
   };
   setPlan(plan);
-  const stats: FaultProxyStats = { requests: 0, faults: { status: 0, drop: 0, truncate: 0, flip: 0 } };
+  const stats: FaultProxyStats = {
+    requests: 0,
+    inFlight: 0,
+    maxInFlight: 0,
+    getsInFlight: 0,
+    maxGetsInFlight: 0,
+    faults: { status: 0, drop: 0, truncate: 0, flip: 0 },
+  };
   const upstreamAgent = new Agent({ keepAlive: true, maxSockets: 1024 });
   const buckets = new WeakMap<Socket, { down: Bucket; up: Bucket } | null>();
   const bucketsFor = (socket: Socket) => {
@@ -383,6 +398,14 @@ export async function startFaultProxy(options: StartFaultProxyOptions): Promise<
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const isGet = req.method === 'GET';
+    stats.inFlight++;
+    stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
+    if (isGet) stats.maxGetsInFlight = Math.max(stats.maxGetsInFlight, ++stats.getsInFlight);
+    res.once('close', () => {
+      stats.inFlight--;
+      if (isGet) stats.getsInFlight--;
+    });
     const info: RequestInfo = {
       n: stats.requests++,
       method: req.method ?? 'GET',

@@ -1,6 +1,6 @@
 /** `tierkit ls`, `stat`, `verify`, `purge`, `pin`, `unpin` and `metrics`: the cache operator's commands. */
 import { formatDuration, parseDuration } from '@tierkit/policy-lru';
-import { assertKey } from '@tierkit/tier-core';
+import { assertKey, type SourceMeta } from '@tierkit/tier-core';
 import { coerce, originFromConfig, usage } from '../config.js';
 import { globToRegExp, manifestFromItems, resolveManifest } from '../manifest.js';
 import { TierkitMetrics } from '../metrics.js';
@@ -109,6 +109,16 @@ function printGroups(ctx: Ctx, rows: Row[], now: number): void {
   ctx.out(`${list.length} prefixes, ${total.entries} entries, ${formatBytes(total.bytes)}`);
 }
 
+/**
+ * Whether a cached copy was checked against a digest its origin stated (the
+ * fill verified every byte before publishing), or published `unverified`
+ * because the origin offered nothing to check against.
+ */
+function integrityOf(source: SourceMeta | undefined): { integrity?: 'verified' | 'unverified' } {
+  if (!source) return {};
+  return { integrity: source.digests && source.digests.length > 0 ? 'verified' : 'unverified' };
+}
+
 export async function cmdLs(ctx: Ctx): Promise<number> {
   if (isLmcache(ctx)) return lmcacheLs(ctx);
   const prefix = ctx.positionals[0] ?? '';
@@ -139,8 +149,8 @@ export async function cmdLs(ctx: Ctx): Promise<number> {
   const now = ctx.config.nowMs ?? Date.now();
   try {
     const rows: Row[] = [];
-    // --partial: the objects filled only in part (SIZE is the bytes present).
-    for (const p of ctx.flags.partial ? await listPartials(cache.root, prefix) : []) {
+    // Objects filled only in part (SIZE is the bytes present: what the budget counts); --partial lists only them.
+    for (const p of ctx.flags.check ? [] : await listPartials(cache.root, prefix)) {
       rows.push({
         key: p.key,
         size: p.bytesPresent,
@@ -170,6 +180,7 @@ export async function cmdLs(ctx: Ctx): Promise<number> {
         key: info.key,
         size: info.size,
         state,
+        ...integrityOf(info.source),
         lastUsed: info.lastUsed,
         pinned: info.pinned,
         sha256: info.checksum?.value,
@@ -199,7 +210,7 @@ export async function cmdLs(ctx: Ctx): Promise<number> {
         shown.map((r) => [
           String(r.key),
           formatBytes(r.size as number),
-          String(r.state),
+          r.integrity === 'unverified' ? `${r.state} (unverified)` : String(r.state),
           ago(r.lastUsed as number | undefined, now),
           r.pinned ? 'pinned' : '-',
         ]),
@@ -242,6 +253,7 @@ export async function cmdStat(ctx: Ctx): Promise<number> {
               state: info.metadata === 'stale' ? 'modified' : info.source ? 'cached' : 'unknown',
               lastUsed: info.lastUsed,
               pinned: info.pinned,
+              ...integrityOf(info.source),
               source: info.source,
               sha256: info.checksum?.value,
             }
@@ -255,13 +267,21 @@ export async function cmdStat(ctx: Ctx): Promise<number> {
     await origin?.close();
     await cache?.close();
   }
+  // --json keeps lastUsed as epoch milliseconds (as `ls --json`); the text says when, and how long ago.
   if (ctx.json) ctx.out(JSON.stringify({ command: 'stat', entries: out }, null, 2));
   else {
+    const now = ctx.config.nowMs ?? Date.now();
     for (const e of out) {
       ctx.out(`${e.key}`);
       for (const [k, v] of Object.entries(e)) {
         if (k === 'key') continue;
-        ctx.out(`  ${k.padEnd(9)} ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`);
+        const text =
+          k === 'lastUsed' && typeof v === 'number'
+            ? `${new Date(v).toISOString()} (${ago(v, now)})`
+            : typeof v === 'object' && v !== null
+              ? JSON.stringify(v)
+              : String(v);
+        ctx.out(`  ${k.padEnd(9)} ${text}`);
       }
     }
   }

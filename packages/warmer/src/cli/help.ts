@@ -19,7 +19,7 @@ export const HELP: Record<string, CommandHelp> = {
     details: `Objects already cached and still matching the origin (size, ETag) are skipped; changed ones
 are fetched again. Each fetched object gets a sha256 recorded for 'tierkit verify'.
   -m, --manifest FILE          JSON/YAML manifest, a Practicus model.json, or one item a line
-  --concurrency N              objects fetched at once (default 4)
+  --concurrency N              objects fetched at once (default 8; small files get a lane of their own)
   --max-bytes-in-flight SIZE   bound on the bytes of objects being fetched at once (default 1GiB)
   --block-size SIZE            fill block size (default 8MiB)
   --dry-run                    list what would be fetched (and deleted), fetch nothing
@@ -55,12 +55,12 @@ A rank's tensors (pre-warm exactly what one tensor-parallel rank will load; MODE
   --by-prefix      one line per prefix (the key's first --depth N folders, default 1) with totals
   --older-than D   only entries unused for D (what 'purge --older-than D' would drop, pins aside)
   --pinned         only pinned entries
-  --partial        objects filled only in part (an interrupted warm, a rank's tensors): the bytes
+  --partial        only objects filled in part (an interrupted warm, a rank's tensors): the bytes
                    and blocks present, and the share of the object they cover
   --sort WHAT      key (default), size (largest first) or used (least recently used first)
   --reverse        the other way round
 States: cached (origin identity recorded), unknown (no origin identity), modified (changed
-outside tierkit), and with --check: fresh, stale, gone.`,
+outside tierkit), partial N% (a partial copy: SIZE is the bytes present), and with --check: fresh, stale, gone.`,
     examples: [
       'tierkit ls --cache /var/cache/models',
       'tierkit ls llama-3-8b/ --check --origin s3://models --json',

@@ -16,6 +16,7 @@ import {
 } from '../config.js';
 import { COMMANDS } from './commands.js';
 import { commandHelp } from './help.js';
+import { joinNegativeValues, refuseNegatives } from './numeric-flags.js';
 import { configFromFlags, EXIT_FAILED, EXIT_OK, EXIT_USAGE, type Flags, GLOBAL } from './shared.js';
 
 /** Hints for errors a user can act on; `origin` is the kind of origin configured. */
@@ -60,10 +61,11 @@ export async function runCommand(
   let config: TierkitConfig = {};
   try {
     let parsed: ReturnType<typeof parseArgs>;
+    const options = { ...GLOBAL, ...command.options };
     try {
       parsed = parseArgs({
-        args: rest,
-        options: { ...GLOBAL, ...command.options },
+        args: joinNegativeValues(rest, options),
+        options,
         allowPositionals: true,
         strict: true,
       });
@@ -78,6 +80,7 @@ export async function runCommand(
       out(commandHelp(name));
       return EXIT_OK;
     }
+    refuseNegatives(flags);
     const configFile = (flags.config as string | undefined) ?? env.TIERKIT_CONFIG;
     config = mergeConfig(
       configFile ? await loadConfigFile(configFile) : undefined,

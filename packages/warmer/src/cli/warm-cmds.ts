@@ -13,7 +13,7 @@ import {
 } from '../config.js';
 import { globToRegExp, loadManifest, type Manifest, manifestFromItems, mergeManifests } from '../manifest.js';
 import { TierkitMetrics } from '../metrics.js';
-import { ProgressView } from '../progress.js';
+import { stderrProgress } from '../progress.js';
 import { formatBytes, formatSeconds } from '../util.js';
 import { type WarmSummary, warm } from '../warm.js';
 import {
@@ -134,7 +134,7 @@ export async function cmdWarm(ctx: Ctx): Promise<number> {
   const check = ctx.flags.check === true;
   const dryRun = check || ctx.flags['dry-run'] === true;
   if (check && ctx.flags.delete) throw usage('--check fetches and deletes nothing: drop --delete', '--check');
-  const view = new ProgressView(check ? 'none' : progressMode(ctx), (s) => process.stderr.write(s));
+  const view = stderrProgress(check ? 'none' : progressMode(ctx));
   try {
     await cache?.ready;
     const summary = await warm(stack, manifest, {
@@ -161,6 +161,8 @@ export async function cmdWarm(ctx: Ctx): Promise<number> {
           const w = warnings.get(item.key);
           ctx.err(`failed     ${item.key}: ${item.error?.message}${w ? ` (${w})` : ''}`);
         } else ctx.out(`${item.status.padEnd(11)} ${item.key}  ${formatBytes(item.size)}${why}`);
+        // Not a failure (the exit code stays 0): reads of it are served from the origin.
+        if (item.status === 'too-large') ctx.err(`warning    ${item.key}: ${item.warning}; not cached`);
       },
     });
     view.done();
@@ -207,6 +209,7 @@ export async function cmdWarm(ctx: Ctx): Promise<number> {
         `warmed ${summary.items.length} objects (${formatBytes(summary.bytesTotal)}) in ${formatSeconds(summary.elapsedMs / 1000)}: ` +
           `${summary.fetched} fetched, ${summary.refetched} refetched (changed), ${summary.fresh} fresh (skipped), ` +
           (summary.unvalidated ? `${summary.unvalidated} kept unvalidated (origin unreachable), ` : '') +
+          (summary.tooLarge ? `${summary.tooLarge} too large for the cache (not cached), ` : '') +
           `${summary.failed} failed; ${formatBytes(summary.bytesFetched)} from the origin at ${formatBytes(rate)}/s` +
           (ctx.flags.delete
             ? `; ${gone.length} ${dryRun ? 'to delete' : 'deleted'} (gone from the origin)`
@@ -241,7 +244,7 @@ export async function cmdBake(ctx: Ctx): Promise<number> {
   if (!outDir) throw usage('bake needs --out DIR (or a model.json with download_files_to)', '--out');
   const metrics = new TierkitMetrics();
   const origin = metrics.instrument(await originFromConfig(config, ctx.env));
-  const view = new ProgressView(progressMode(ctx), (s) => process.stderr.write(s));
+  const view = stderrProgress(progressMode(ctx));
   try {
     const summary = await bake(origin, manifest, outDir, {
       concurrency: config.concurrency,

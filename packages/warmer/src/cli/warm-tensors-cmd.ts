@@ -5,7 +5,7 @@
 import type { Tier } from '@tierkit/tier-core';
 import { stackFromConfig, type TierkitConfig, usage } from '../config.js';
 import { TierkitMetrics } from '../metrics.js';
-import { ProgressView } from '../progress.js';
+import { stderrProgress } from '../progress.js';
 import { parseSplitRules } from '../tensor-split.js';
 import { formatBytes, formatSeconds } from '../util.js';
 import { DEFAULT_BLOCK_SIZE, warmTensors } from '../warm-tensors.js';
@@ -90,7 +90,7 @@ export async function cmdWarmTensors(ctx: Ctx, config: TierkitConfig): Promise<n
     env: ctx.env,
     wrapOrigin: (t) => metrics.instrument(t),
   });
-  const view = new ProgressView(progressMode(ctx), (s) => process.stderr.write(s));
+  const view = stderrProgress(progressMode(ctx));
   try {
     await cache?.ready;
     const model = await modelKeys(ctx, origin);
