@@ -16,7 +16,7 @@ export const title = 'tierkit CLI start-up (fresh process)';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const warmer = join(here, '..', '..', 'packages', 'warmer');
-const bin = join(warmer, 'bin', 'tierkit.mjs');
+const bin = join(warmer, 'bin', 'tierkit.cjs');
 const GOAL_MS = 150;
 
 function once(args) {

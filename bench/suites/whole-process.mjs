@@ -28,7 +28,7 @@ export const title =
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(here, '..', '..');
-const TIERKIT = join(ROOT, 'packages', 'warmer', 'bin', 'tierkit.mjs');
+const TIERKIT = join(ROOT, 'packages', 'warmer', 'bin', 'tierkit.cjs');
 const CLI_BUILT = join(ROOT, 'packages', 'warmer', 'dist', 'cli.js');
 const CHILD = join(here, '..', 'lib', 'whole-process-s3.mjs');
 const BUCKET = 'bench';

@@ -5,21 +5,24 @@
  * blocks readers ask for.
  *
  * Blocks asked for together are fetched together: consecutive missing blocks
- * form a span, which one worker claims and fetches in pieces of about 8 MiB
- * of whole blocks, two at a time, each read with the source's `readInto`
- * straight into a reused buffer and stored block by block. A piece is one
- * request to most sources (one ranged GET for S3): few large requests cost a
- * server far less than many small ones, and `concurrency` spans × 2 pieces
- * keep enough requests in flight for a store where one connection is slow.
+ * form a span of at most one piece (about 8 MiB of whole blocks), which one
+ * worker claims and reads with the source's `readInto` straight into a reused
+ * buffer, then stores block by block. A piece is one request to most sources
+ * (one ranged GET for S3): few large requests cost a server far less than many
+ * small ones. `concurrency` spans run at once, lowest blocks first, so pieces
+ * land close to object order and their writes (and digest) overlap the
+ * transfer. A span's request slot is freed when its GET ends; its writes and
+ * claim releases go on in the background (settle() waits for them), and a new
+ * GET waits while the fill's fetched-but-unwritten bytes reach
+ * WRITE_BACKLOG_BYTES, so memory stays bounded.
  *
  * Integrity: when the origin states a digest of the object (`config.digests`,
  * from its SourceMeta) — or a caller asks for one (`track`) — the blocks are
  * fed in object order into a digest session on a worker thread as they are
  * stored (digest-feed.ts). The copy is published only once the digest matches;
  * a mismatch fetches every block again, and after `verifyAttempts` fetches the
- * fill fails with INTEGRITY. While digesting, spans are one piece long (and
- * twice as many run), so the pieces land close to object order and the digest
- * keeps up without holding much memory.
+ * fill fails with INTEGRITY. Pieces landing close to object order let the
+ * digest keep up without holding much memory.
  */
 import { setMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
@@ -48,8 +51,14 @@ const HANDOFF_BYTES = 64 * 1024 * 1024;
 
 /** Bytes read from the source per request (whole blocks, at least one): an S3 part's worth. */
 const PIECE_BYTES = 8 * 1024 * 1024;
-/** Pieces of one span fetched at once: the next lands while the last is written. */
+/** Pieces of one run fetched at once when a run is longer than a span (a refetch of the whole object). */
 const PIECES_IN_FLIGHT = 2;
+/**
+ * Bytes of one fill fetched and not yet written (or digested) before its next
+ * GET waits: fetching runs ahead of the writes, by this much at most, on top
+ * of the pieces in flight.
+ */
+const WRITE_BACKLOG_BYTES = 4 * PIECE_BYTES;
 
 export interface BlockFillConfig {
   /** Spans fetched at once for one object. */
@@ -87,8 +96,8 @@ export class BlockFill {
   readonly #source: Tier;
   readonly #etag: string | undefined;
   readonly #config: BlockFillConfig;
-  #spanBlocks: number;
-  #concurrency: number;
+  readonly #spanBlocks: number;
+  readonly #concurrency: number;
   /** Whole-object digests callers asked for (`track`). */
   readonly #tracked: DigestAlgorithm[] = [];
   /** Set once the digests are planned (before the first fetch): undefined when nothing is digested. */
@@ -127,6 +136,10 @@ export class BlockFill {
   #handoffBytes = 0;
   /** Piece buffers not in use, kept for the next pieces (their pages are already touched). */
   readonly #buffers: Uint8Array[] = [];
+  /** Bytes of pieces fetched whose blocks are still being stored. */
+  #unwritten = 0;
+  /** GETs waiting for the write backlog to shrink. */
+  readonly #backlogWaiters: (() => void)[] = [];
   /**
    * The fill's own signal, never a reader's: its source reads run under it, and
    * it fires (`cancel`) only when no reader wants the fill any more.
@@ -138,7 +151,12 @@ export class BlockFill {
     this.#source = source;
     this.#etag = etag;
     this.#config = config;
-    this.#spanBlocks = Math.max(1, Math.floor(config.spanBytes / entry.blockSize));
+    // Spans of one piece at most: `concurrency` pieces in flight, lowest first, so the
+    // blocks land close to object order and their writes (and digest) run during the transfer.
+    this.#spanBlocks = Math.max(
+      1,
+      Math.min(Math.floor(config.spanBytes / entry.blockSize), Math.floor(PIECE_BYTES / entry.blockSize)),
+    );
     this.#concurrency = config.concurrency;
     // Every piece in flight listens on it.
     setMaxListeners(0, this.#cancel.signal);
@@ -416,12 +434,6 @@ export class BlockFill {
     if (specs.length === 0) return;
     this.#check = check;
     this.#feed = this.#newFeed(specs);
-    // Pieces in object order: one piece per span, as many requests in flight as before.
-    const per = Math.max(1, Math.floor(PIECE_BYTES / this.entry.blockSize));
-    if (per < this.#spanBlocks) {
-      this.#spanBlocks = per;
-      this.#concurrency = this.#config.concurrency * PIECES_IN_FLIGHT;
-    }
   }
 
   #newFeed(specs: readonly DigestSpec[]): DigestFeed {
@@ -496,10 +508,16 @@ export class BlockFill {
       const span = this.#takeSpan();
       if (span.length === 0) break;
       this.#workers++;
-      void this.#runSpan(span).finally(() => {
+      // A span holds its request slot until its GETs end, not through its writes and
+      // claim releases (which settle() waits for): the next span's GET starts meanwhile.
+      let freed = false;
+      const free = () => {
+        if (freed) return;
+        freed = true;
         this.#workers--;
         this.#start();
-      });
+      };
+      void this.#track(this.#runSpan(span, free).finally(free));
     }
   }
 
@@ -514,10 +532,12 @@ export class BlockFill {
     return span;
   }
 
-  async #runSpan(span: number[]): Promise<void> {
+  async #runSpan(span: number[], gotten: () => void): Promise<void> {
     const entry = this.entry;
     const mine: number[] = [];
     const theirs: number[] = [];
+    // Stores of fetched pieces still running: awaited before the claims go.
+    const writes: Promise<void>[] = [];
     try {
       throwIfAborted(this.#cancel.signal, entry.key);
       await this.#prepare();
@@ -540,13 +560,17 @@ export class BlockFill {
       let run: number[] = [];
       for (const b of mine) {
         if (run.length > 0 && b !== run[run.length - 1]! + 1) {
-          await this.#fetchRun(run);
+          writes.push((await this.#fetchRunGets(run)).written);
           run = [];
         }
         run.push(b);
       }
-      if (run.length > 0) await this.#fetchRun(run);
+      if (run.length > 0) writes.push((await this.#fetchRunGets(run)).written);
+      // Waiting for another process's blocks keeps the slot (a bounded number of pollers).
+      if (theirs.length === 0) gotten();
+      await allSettledOrThrow(writes);
     } catch (err) {
+      await Promise.allSettled(writes);
       for (const b of span) this.#done(b, err);
     } finally {
       for (const b of mine) await entry.release(b).catch(() => undefined);
@@ -590,39 +614,85 @@ export class BlockFill {
    * per piece (first-touching new pages is what fills spent most time on).
    */
   async #fetchRun(run: number[]): Promise<void> {
+    await (await this.#fetchRunGets(run)).written;
+  }
+
+  /**
+   * The GETs of `#fetchRun`: resolves once every piece's GET has ended, with a
+   * promise of their stores that rejects with the first failure (wrapped, as a
+   * returned promise would be waited for). A lane takes its next piece without
+   * waiting for the last one's writes, within WRITE_BACKLOG_BYTES. On a failed GET it waits for the stores already
+   * started, then throws: nothing of the run touches the entry afterwards.
+   */
+  async #fetchRunGets(run: number[]): Promise<{ written: Promise<void> }> {
     const per = Math.max(1, Math.floor(PIECE_BYTES / this.entry.blockSize));
     const pieces: number[][] = [];
     for (let i = 0; i < run.length; i += per) pieces.push(run.slice(i, i + per));
     let next = 0;
     let failed: unknown;
+    const stores: Promise<void>[] = [];
     const lane = async () => {
       while (failed === undefined && next < pieces.length) {
         const piece = pieces[next++]!;
         try {
-          await this.#fetchPiece(piece);
+          const { stored } = await this.#fetchPiece(piece);
+          // A failed store stops this run's next GETs too.
+          stores.push(
+            stored.catch((err: unknown) => {
+              failed ??= err;
+              throw err;
+            }),
+          );
         } catch (err) {
           failed ??= err;
         }
       }
     };
-    // Every lane has finished when this settles: nothing touches the entry after settle().
     await Promise.all(Array.from({ length: Math.min(PIECES_IN_FLIGHT, pieces.length) }, lane));
-    if (failed !== undefined) throw failed;
+    if (failed !== undefined) {
+      await Promise.allSettled(stores);
+      throw failed;
+    }
+    const written = allSettledOrThrow(stores);
+    written.catch(() => undefined); // awaited by the caller; not unhandled meanwhile
+    return { written };
   }
 
-  async #fetchPiece(piece: number[]): Promise<void> {
+  /** Waits while this fill's fetched-but-unwritten bytes are at the backlog limit. */
+  async #backlogRoom(): Promise<void> {
+    while (this.#unwritten >= WRITE_BACKLOG_BYTES) {
+      await new Promise<void>((resolve) => this.#backlogWaiters.push(resolve));
+    }
+  }
+
+  #written(bytes: number): void {
+    this.#unwritten -= bytes;
+    for (const wake of this.#backlogWaiters.splice(0)) wake();
+  }
+
+  /**
+   * GETs one piece into a reused buffer; resolves when the GET has ended, with
+   * a promise of the piece's stores (block by block, in order), after which
+   * the buffer is taken again.
+   */
+  async #fetchPiece(piece: number[]): Promise<{ stored: Promise<void> }> {
     const entry = this.entry;
     const bs = entry.blockSize;
     const offset = piece[0]! * bs;
     const length = Math.min(entry.size, (piece[piece.length - 1]! + 1) * bs) - offset;
     throwIfAborted(this.#cancel.signal, entry.key);
+    await this.#backlogRoom();
+    throwIfAborted(this.#cancel.signal, entry.key);
     const buffer = this.#takeBuffer(piece.length * bs);
+    let handedOff = false;
     try {
       const target = buffer.subarray(0, length);
       const n = await this.#source.readInto(entry.key, target, {
         offset,
         length,
         ifMatch: this.#etag,
+        // The digest feed checks the object against what the origin states: the source need not hash it too.
+        callerVerifies: this.#check !== undefined,
         signal: this.#cancel.signal,
       });
       if (n === undefined) {
@@ -637,11 +707,22 @@ export class BlockFill {
         );
       }
       if (n !== length) throw this.#short(length);
-      for (const [i, b] of piece.entries()) {
-        await this.#store(b, target.subarray(i * bs, Math.min((i + 1) * bs, length)));
-      }
+      this.#unwritten += length;
+      handedOff = true;
+      const stored = (async () => {
+        try {
+          for (const [i, b] of piece.entries()) {
+            await this.#store(b, target.subarray(i * bs, Math.min((i + 1) * bs, length)));
+          }
+        } finally {
+          // The digest feed copied what it keeps (offer): the buffer may be reused.
+          this.#buffers.push(buffer);
+          this.#written(length);
+        }
+      })();
+      return { stored };
     } finally {
-      this.#buffers.push(buffer);
+      if (!handedOff) this.#buffers.push(buffer);
     }
   }
 
@@ -702,4 +783,10 @@ export class BlockFill {
       { key: this.entry.key, tier: this.#source.name, retryable: true },
     );
   }
+}
+
+/** Waits for every promise; then throws the first failure, if any. */
+async function allSettledOrThrow(promises: readonly Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(promises);
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
 }

@@ -162,3 +162,26 @@ describe('the digest worker under the flags users run node with', () => {
     },
   );
 });
+
+describe('a digest session left unfinished', () => {
+  it('keeps no process alive (a range read starts a fill whose digest never completes)', async () => {
+    const dist = new URL('../dist/index.js', import.meta.url).pathname;
+    // Opened and fed on a thread, never finished nor dropped: the process must still exit by itself.
+    const code =
+      `import('${dist}').then(async ({ DigestSession }) => {` +
+      `const s = new DigestSession([{ algorithm: 'md5' }]); s.update(new Uint8Array(1 << 20));` +
+      `await new Promise((r) => setTimeout(r, 200)); console.log('fed', s.backlog);})`;
+    const { execFile } = await import('node:child_process');
+    const result = await new Promise<{ code: number | null; killed: boolean; out: string }>((resolve) => {
+      const child = execFile(
+        process.execPath,
+        ['--input-type=module', '-e', code],
+        { timeout: 20_000 },
+        (err, stdout) => resolve({ code: child.exitCode, killed: Boolean(err && child.killed), out: stdout }),
+      );
+    });
+    expect(result.killed).toBe(false);
+    expect(result.code).toBe(0);
+    expect(result.out).toMatch(/^fed \d+/);
+  });
+});

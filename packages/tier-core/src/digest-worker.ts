@@ -93,7 +93,6 @@ function startLane(): Lane {
   // eval'd code an ES module), and a worker refuses per-process flags (`--expose-gc`) given to it.
   const worker = new Worker(WORKER_SOURCE, { eval: true, name: 'tierkit-digest', execArgv: [] });
   const lane: Lane = { worker, open: 0, awaiting: 0 };
-  worker.unref();
   worker.on('message', (r: Reply) => {
     const s = sessions.get(r.id);
     if (!s) return;
@@ -110,8 +109,21 @@ function startLane(): Lane {
         s.done(undefined, err.message);
       }
   });
+  // After the listeners: adding a 'message' listener refs the thread again, and a
+  // session left unfinished (a range read's fill) would then keep the process alive.
+  worker.unref();
   lanes.push(lane);
   return lane;
+}
+
+/**
+ * Starts a digest thread now if none runs, so a fresh process's first fill
+ * does not wait for its boot (tens of ms of Node start-up); call it when a
+ * fill or warm begins, before the origin's first answer. Unref'd: it keeps
+ * no process alive. Idempotent and cheap once a thread runs.
+ */
+export function prestartDigestWorker(): void {
+  if (lanes.length === 0) startLane();
 }
 
 function pickLane(): Lane {

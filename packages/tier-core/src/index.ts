@@ -1,7 +1,7 @@
 export { BlockFill, type BlockFillConfig } from './block-fill.js';
 export * from './bytes.js';
 export { type DigestSpec, type DigestState, digestKit } from './digest-kit.js';
-export { DigestSession, digestBytes, INLINE_DIGEST_BYTES } from './digest-worker.js';
+export { DigestSession, digestBytes, INLINE_DIGEST_BYTES, prestartDigestWorker } from './digest-worker.js';
 export * from './errors.js';
 export * from './keys.js';
 export { DelegatingTier } from './layers/delegate.js';

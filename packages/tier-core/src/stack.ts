@@ -5,6 +5,7 @@
  */
 import { PassThrough, type Readable } from 'node:stream';
 import { BlockFill } from './block-fill.js';
+import { prestartDigestWorker } from './digest-worker.js';
 import { abortError, isTierError, TierError, throwIfAborted } from './errors.js';
 import { assertKey } from './keys.js';
 import { resolveIntoRange, resolveRange } from './ranges.js';
@@ -51,11 +52,14 @@ export interface StackOptions {
    */
   readonly blockSize?: number;
   /**
-   * Spans of one object fetched at once (default 8). A span is a run of
-   * consecutive missing blocks, at most `spanBytes` (default 64 MiB), claimed
-   * by one worker and read in pieces of about 8 MiB, two at a time: 16
-   * requests in flight by default, what a store where one connection gives
-   * 25 MiB/s needs, and as fast as fewer against a local server (measured).
+   * Requests of one object in flight at once (default 8). Consecutive missing
+   * blocks form spans of at most `spanBytes` (default 64 MiB) and one piece of
+   * about 8 MiB; each is claimed and fetched with one request, lowest blocks
+   * first, so writes and the digest overlap the transfer. A span's request
+   * slot is freed when its GET ends (its writes go on, within a bounded
+   * backlog). Raise it for a store where one connection is slow (16 for
+   * ~25 MiB/s per connection); the origin tier's own request limit
+   * (tier-s3 `maxRequestsInFlight`) still bounds requests across objects.
    */
   readonly fillConcurrency?: number;
   readonly spanBytes?: number;
@@ -327,6 +331,8 @@ class Stack implements Tier {
   async fill(key: string, options?: FillOptions): Promise<FillResult | undefined> {
     const signal = options?.signal;
     this.#check(key, signal);
+    // A block fill from the origin digests its bytes: the thread boots while the HEAD is out.
+    if (this.#blockTierAbove(this.#tiers.length - 1) !== undefined) prestartDigestWorker();
     const asked = await this.#validate(key, signal);
     for (let i = 0; i < this.#tiers.length; i++) {
       const t = this.#tiers[i]!;

@@ -101,11 +101,20 @@ export interface ReadOptions extends OpOptions {
    * reads an object in parts refuses to stitch two versions together.
    */
   readonly ifMatch?: string;
+  /**
+   * The caller checks the bytes of a whole-object read against a digest the
+   * origin states (a block fill does, through its digest feed), so a tier may
+   * skip its own end-to-end check of them (tier-s3's ETag MD5) rather than
+   * hash every byte twice. Default false: a tier's own checks run.
+   */
+  readonly callerVerifies?: boolean;
 }
 
 export interface ReadIntoOptions extends OpOptions {
   /** As in `ReadOptions`. */
   readonly ifMatch?: string;
+  /** As in `ReadOptions`. */
+  readonly callerVerifies?: boolean;
   /** Object offset to start at (default 0). */
   readonly offset?: number;
   /** Bytes to read (default: as many as fit in the target and the object). */

@@ -123,6 +123,32 @@ describe.each(CASES)('fill integrity over %s (directGets: %s)', (scheme, directG
     await stack.close();
   });
 
+  it('an object one GET covers is hashed once: by the fill, not again by the S3 tier; direct reads keep its check', async (ctx) => {
+    if (skip()) return ctx.skip(skip());
+    const proxy = proxies[scheme]!;
+    proxy.set('fills/small', undefined);
+    const { cache, origin, stack } = await stackOver(proxy, directGets);
+    const s3Checks: string[] = [];
+    origin.testHooks = { beforeMd5Check: ({ key }) => s3Checks.push(key) };
+    const flips = proxy.stats.flips;
+    proxy.flipGets(1);
+    // The flipped first GET is caught by the fill's own check and fetched again.
+    expect(same(await stack.read('small'), small)).toBe(true);
+    expect(proxy.stats.flips - flips).toBe(1);
+    expect(await sourceDigests(cache, 'small')).toEqual([
+      { algorithm: 'md5', value: expect.stringMatching(/^[0-9a-f]{32}$/), from: 'etag' },
+    ]);
+    expect(s3Checks).toEqual([]);
+    // A caller of the S3 tier itself still gets the tier's check, and one a caller waives is skipped.
+    expect(same(await origin.read('small'), small)).toBe(true);
+    const into = new Uint8Array(small.byteLength);
+    expect(await origin.readInto('small', into)).toBe(small.byteLength);
+    expect(s3Checks).toEqual(['small', 'small']);
+    expect(await origin.readInto('small', into, { callerVerifies: true })).toBe(small.byteLength);
+    expect(s3Checks).toHaveLength(2);
+    await stack.close();
+  });
+
   it('flipped on every GET: INTEGRITY, never served whole, nothing cached', async (ctx) => {
     if (skip()) return ctx.skip(skip());
     const proxy = proxies[scheme]!;

@@ -168,7 +168,7 @@ export class ReadPath {
       throw err;
     }
     const dest = new Uint8Array(r.length);
-    await this.#fill(key, first, firstLen, r, dest, 0, signal);
+    await this.#fill(key, first, firstLen, r, dest, 0, signal, options?.callerVerifies === true);
     return dest;
   }
 
@@ -221,7 +221,7 @@ export class ReadPath {
       this.#give(key, firstLen);
       throw err;
     }
-    await this.#fill(key, first, firstLen, r, target, 0, signal);
+    await this.#fill(key, first, firstLen, r, target, 0, signal, options?.callerVerifies === true);
     return r.length;
   }
 
@@ -370,6 +370,7 @@ export class ReadPath {
     dest: Uint8Array,
     destOff: number,
     signal: AbortSignal | undefined,
+    callerVerifies: boolean,
   ): Promise<void> {
     const t: Target = { key, full: this.config.prefix + key, size: first.size, etag: first.etag, signal };
     const firstLen = Math.min(firstBudget, r.length);
@@ -428,7 +429,7 @@ export class ReadPath {
         if (isTierError(err, 'CHANGED')) throw restartable(err);
         throw err;
       });
-      await this.#verify(key, first, r, dest.subarray(destOff, destOff + r.length));
+      if (!callerVerifies) await this.#verify(key, first, r, dest.subarray(destOff, destOff + r.length));
       return;
     }
     // The rest, in parts, through a pool of workers sized once the probe is in.
@@ -469,12 +470,14 @@ export class ReadPath {
       if (signal?.aborted) throw abortError(signal, key);
       throw toTierError(firstError, { op: 'read', key, tier: this.name, signal });
     }
-    await this.#verify(key, first, r, dest.subarray(destOff, destOff + r.length));
+    if (!callerVerifies) await this.#verify(key, first, r, dest.subarray(destOff, destOff + r.length));
   }
 
   /**
    * A read of the whole object is checked against its MD5 ETag, where it has
    * one (see integrity.ts): INTEGRITY on a mismatch, which `restarting` reads again.
+   * Skipped when the caller says it checks the bytes itself (`callerVerifies`:
+   * a block fill's digest feed), so they are not hashed twice.
    */
   async #verify(
     key: string,
@@ -484,7 +487,9 @@ export class ReadPath {
   ): Promise<void> {
     if (!this.config.verify || r.offset !== 0 || r.length !== first.size) return;
     const md5 = etagMd5(first.res);
-    if (md5 !== undefined) await checkMd5(bytes, md5, { key, tier: this.name });
+    if (md5 === undefined) return;
+    this.#io.hooks.beforeMd5Check?.({ key, length: bytes.byteLength });
+    await checkMd5(bytes, md5, { key, tier: this.name });
   }
 
   /**

@@ -46,6 +46,8 @@ const CAPABILITY: TierCapability = Object.freeze({
 /** Hooks for tests: called before each ranged GET after the first of a multi-part read. */
 export interface S3TierTestHooks {
   beforePart?: (info: { key: string; offset: number; length: number }) => Promise<void> | void;
+  /** A whole-object read is about to be hashed for the tier's own MD5 check. */
+  beforeMd5Check?: (info: { key: string; length: number }) => void;
 }
 
 export class S3Tier implements Tier {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The `tierkit` bin. A committed file, not dist/cli.js itself: npm links a workspace's
-// bin only if its target exists at install time, and dist/ is built after the install.
+// The CLI's entry, loaded by the `tierkit` bin (bin/tierkit.cjs, which sizes libuv's threadpool
+// first). A committed file, not dist/cli.js itself: npm links a workspace's bin only if its
+// target exists at install time, and dist/ is built after the install.
 let cli;
 try {
   cli = await import('../dist/cli.js');

@@ -5,7 +5,7 @@
  * real S3 server, with --json parsed.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -287,6 +287,39 @@ describe('the tierkit bin', () => {
     const r = spawnSync(process.execPath, [join(PKG, bin), '--help'], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^tierkit — pre-warm/);
+  });
+
+  it('starts libuv with a larger threadpool (fills queue fs steps on it), unless the user set its size', () => {
+    const pkg = JSON.parse(readFileSync(join(PKG, 'package.json'), 'utf8'));
+    const bin = join(PKG, pkg.bin.tierkit as string);
+    // Reports the process's threads at exit: the pool's threads are started by then (the loader read files).
+    const probe = join(work, 'threads.cjs');
+    writeFileSync(
+      probe,
+      [
+        "process.on('exit', () => {",
+        "  const n = require('node:fs').readdirSync('/proc/self/task').length;",
+        "  process.stderr.write('threads=' + n + ' uv=' + process.env.UV_THREADPOOL_SIZE + '\\n');",
+        '});',
+      ].join('\n'),
+    );
+    const threads = (env: NodeJS.ProcessEnv) => {
+      const r = spawnSync(process.execPath, ['--require', probe, bin, '--version'], {
+        encoding: 'utf8',
+        env: { ...process.env, ...env },
+      });
+      expect(r.status, r.stderr).toBe(0);
+      const m = /threads=(\d+) uv=(\S+)/.exec(r.stderr);
+      expect(m, r.stderr).not.toBeNull();
+      return { threads: Number(m![1]), uv: m![2]! };
+    };
+    const ours = threads({ UV_THREADPOOL_SIZE: undefined });
+    const users = threads({ UV_THREADPOOL_SIZE: '4' });
+    expect(users.uv).toBe('4');
+    const size = Number(ours.uv);
+    expect(size).toBeGreaterThanOrEqual(8);
+    // The pool really has that many threads: the size was set before libuv started it.
+    expect(ours.threads - users.threads).toBe(size - 4);
   });
 
   it('`npx tierkit --help` works from the repository root', () => {

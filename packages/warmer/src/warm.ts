@@ -7,6 +7,7 @@ import {
   isTierError,
   matchesSource,
   type ObjectMeta,
+  prestartDigestWorker,
   type StackTier,
   type Tier,
   TierError,
@@ -431,17 +432,19 @@ class TooLarge extends Error {}
 
 /**
  * Starts the cache tier's worker pool (an fs tier's `workerPool`: threads that
- * write and checksum blocks), once the origin's first request is on its way.
+ * write and checksum blocks) and tier-core's digest thread, once the origin's
+ * first request is on its way.
  * In a fresh process the pool's threads take about half a second to start on
  * a small machine; started at the first block write, as they otherwise are,
  * every block of the first fill waits for them (bench/README.md, whole-process).
  */
 function prestartWorkers(cache: Tier): void {
   const starter = cache as { readonly workerPool?: unknown };
-  if (!('workerPool' in cache)) return;
   setImmediate(() => {
     try {
-      void starter.workerPool;
+      // The digest thread too: fills check (and record) digests as blocks arrive.
+      prestartDigestWorker();
+      if ('workerPool' in cache) void starter.workerPool;
     } catch {
       // A pool that cannot start is the fill's problem to report, not this hint's.
     }

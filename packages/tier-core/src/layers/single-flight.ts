@@ -37,11 +37,13 @@ class SingleFlightTier extends DelegatingTier {
   override async read(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
     const r = options?.range;
     const ifMatch = options?.ifMatch;
-    const id = `r\0${key}\0${r?.offset ?? ''}\0${r?.length ?? ''}\0${ifMatch ?? ''}`;
+    // Only callers that check the bytes themselves share a read that skips the tier's own check.
+    const callerVerifies = options?.callerVerifies === true;
+    const id = `r\0${key}\0${r?.offset ?? ''}\0${r?.length ?? ''}\0${ifMatch ?? ''}\0${callerVerifies}`;
     let leader = false;
     const bytes = await this.#join(id, key, options?.signal, (signal) => {
       leader = true;
-      return this.inner.read(key, { range: r, ifMatch, signal });
+      return this.inner.read(key, { range: r, ifMatch, callerVerifies, signal });
     });
     // Callers own what they are given: the leader keeps the original, others get copies.
     return bytes === undefined || leader ? bytes : bytes.slice();
@@ -55,11 +57,18 @@ class SingleFlightTier extends DelegatingTier {
     const offset = options?.offset ?? 0;
     const length = options?.length ?? target.byteLength;
     const ifMatch = options?.ifMatch;
-    const id = `i\0${key}\0${offset}\0${length}\0${ifMatch ?? ''}`;
+    const callerVerifies = options?.callerVerifies === true;
+    const id = `i\0${key}\0${offset}\0${length}\0${ifMatch ?? ''}\0${callerVerifies}`;
     let leader = false;
     const result = await this.#join(id, key, options?.signal, async (signal, waiting) => {
       leader = true;
-      const n = await this.inner.readInto(key, target, { offset, length: options?.length, ifMatch, signal });
+      const n = await this.inner.readInto(key, target, {
+        offset,
+        length: options?.length,
+        ifMatch,
+        callerVerifies,
+        signal,
+      });
       // Joiners copy from a snapshot: the leader may reuse its buffer as soon as it resumes.
       return { n, source: waiting() > 1 && n !== undefined ? target.slice(0, n) : target };
     });
