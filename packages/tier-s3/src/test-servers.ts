@@ -19,7 +19,7 @@ export interface RawRequest {
 export interface RawServer {
   readonly endpoint: string;
   readonly requests: RawRequest[];
-  /** Connections accepted so far. */
+  /** TCP connections accepted so far (with TLS, whether or not the handshake completed). */
   readonly connections: number;
   close(): Promise<void>;
 }
@@ -37,7 +37,6 @@ export async function rawServer(
   const sockets = new Set<Socket>();
   let connections = 0;
   const onSocket = (socket: Socket) => {
-    connections++;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});
@@ -71,6 +70,11 @@ export async function rawServer(
   const server: Server = tls
     ? createTlsServer({ key: tls.key, cert: tls.cert }, onSocket)
     : createNetServer(onSocket);
+  // Counted at the TCP accept: with TLS a client that gives up during the handshake
+  // (its timeout, under load) still made the connection.
+  server.on('connection', () => {
+    connections++;
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
   return {

@@ -163,8 +163,9 @@ describe.each(PATHS)('timeouts, $name', (path) => {
     const s = await serve(path, () => {});
     const outcomes = await allOps(Object.keys(OPS), () => tier(s.endpoint, path));
     for (const [op, err] of outcomes) expectTimeout(err, 'idle', op);
-    // Each retried once (attempts: 2), on a fresh request each time.
-    expect(s.requests.length).toBeGreaterThanOrEqual(2 * outcomes.length);
+    // Each retried once (attempts: 2), on a fresh connection each time. Connections, not
+    // request heads: over TLS a loaded machine can time out an attempt in its handshake.
+    expect(s.connections).toBeGreaterThanOrEqual(2 * outcomes.length);
   });
 
   it('read, readRange, readInto, readStream, list against a server that stalls mid-body: idle timeout, never data', async (ctx) => {
